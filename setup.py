@@ -1,0 +1,28 @@
+"""t2v: stochastic video prediction and text/label-conditioned video generation with likelihood models."""
+
+from setuptools import find_packages, setup
+
+# Ranges installed and tested together (TF 2.21, TFP 0.25 with tf-keras 2.21 beside Keras 3.15).
+INSTALL_REQUIRES = [
+    "tensorflow>=2.21,<2.22",
+    "tensorflow-probability>=0.25,<0.26",
+    "tf-keras>=2.21,<2.22",  # TFP 0.25 imports tf-keras; t2v's own layers are Keras 3
+    "keras>=3.15,<4",
+    "tensorflow-datasets>=4.9.10,<4.10",
+    "tensorflow-hub>=0.16.1,<0.17",
+    "absl-py>=2.1",
+    "numpy>=1.26",
+    "pillow>=10",  # GIF encoding for samples and TensorBoard video summaries
+]
+
+setup(
+    name="t2v",
+    version="0.1.0",
+    description=__doc__,
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["t2v", "t2v.*"]),
+    python_requires=">=3.10",
+    install_requires=INSTALL_REQUIRES,
+    extras_require={"test": ["pytest>=8"]},
+)

@@ -1,0 +1,165 @@
+"""Affine and additive coupling layers (Glow §3.3, RealNVP) with an optional conditioning input.
+
+The input x [N, H, W, C] is split along channels into x_a (the first C - C//2) and x_b (the last C//2).
+The coupling network sees x_a, and the conditioning tensor when one is given (concatenated along channels:
+the label-conditioned Glow feeds a feature pyramid this way), and returns h:
+  affine:   shift, raw = h[..., 0::2], h[..., 1::2];  s = sigmoid(raw + 2);  y_b = (x_b + shift) * s
+            log|det| = sum over H, W, C//2 of log s
+  additive: shift = h;  y_b = x_b + shift;  log|det| = 0
+and y = concat(x_a, y_b). The inverse recomputes h from y_a = x_a, so the flow stays exactly invertible for
+any fixed conditioning tensor.
+
+The network is conv3x3 -> act -> conv1x1 -> act -> zero-initialised conv3x3 (with Glow's learned per-channel
+output scale exp(3 * logs), also zero-initialised), act being ReLU or a gated unit tanh(a) * sigmoid(b). Its
+weights for all K steps of a flow level live in one `CouplingNet` layer with a leading step axis.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from t2v.bijectors.base import FlowBijector
+
+_SCALE_BIAS = 2.0  # sigmoid(h + 2) starts near 0.88: a gentle, stable initial scale (Glow's code)
+_LOGSCALE_FACTOR = 3.0  # Glow's zero-initialised output layer multiplies its log-scale by this
+
+
+class CouplingNet(keras.layers.Layer):
+  """Coupling networks of `num_steps` steps: [K, ...]-stacked conv weights, called one step at a time.
+
+  Args:
+    num_steps: K, the steps of flow sharing this stack.
+    in_channels: channels of x_a.
+    out_channels: channels of h (2 * C//2 for affine, C//2 for additive).
+    hidden_channels: width of the two hidden convolutions.
+    cond_channels: channels of the conditioning tensor (0: unconditional).
+    activation: "relu" or "gated".
+  """
+
+  def __init__(self, num_steps: int, in_channels: int, out_channels: int, hidden_channels: int,
+               cond_channels: int = 0, activation: str = "relu", **kwargs):
+    super().__init__(**kwargs)
+    if activation not in ("relu", "gated"):
+      raise ValueError(f"coupling activation={activation!r} must be 'relu' or 'gated'")
+    if min(num_steps, in_channels, out_channels, hidden_channels) < 1 or cond_channels < 0:
+      raise ValueError(f"CouplingNet sizes must be positive: steps={num_steps}, in={in_channels}, "
+                       f"out={out_channels}, hidden={hidden_channels}, cond={cond_channels}")
+    # ---- config
+    self.num_steps = num_steps
+    self.in_channels = in_channels
+    self.out_channels = out_channels
+    self.hidden_channels = hidden_channels
+    self.cond_channels = cond_channels
+    self.activation = activation
+    # ---- weights: a gated unit needs twice the pre-activation channels
+    k, width = num_steps, hidden_channels
+    pre = 2 * width if activation == "gated" else width
+    normal = keras.initializers.RandomNormal(stddev=0.05)
+    self.w1 = self.add_weight(shape=(k, 3, 3, in_channels + cond_channels, pre), initializer=normal, name="w1")
+    self.b1 = self.add_weight(shape=(k, pre), initializer="zeros", name="b1")
+    self.w2 = self.add_weight(shape=(k, 1, 1, width, pre), initializer=normal, name="w2")
+    self.b2 = self.add_weight(shape=(k, pre), initializer="zeros", name="b2")
+    self.w3 = self.add_weight(shape=(k, 3, 3, width, out_channels), initializer="zeros", name="w3")
+    self.b3 = self.add_weight(shape=(k, out_channels), initializer="zeros", name="b3")
+    self.logs3 = self.add_weight(shape=(k, out_channels), initializer="zeros", name="logs3")
+
+  def _act(self, h):
+    if self.activation == "gated":
+      a, b = tf.split(h, 2, axis=-1)
+      return tf.tanh(a) * tf.sigmoid(b)
+    return tf.nn.relu(h)
+
+  def call(self, x_a, step=0, cond=None):
+    """h [N, H, W, out_channels] for x_a [N, H, W, in_channels] at step `step`."""
+    if self.cond_channels:
+      if cond is None:
+        raise ValueError(f"this coupling network was built for a {self.cond_channels}-channel conditioning "
+                         "input; pass cond=")
+      x_a = tf.concat([x_a, cond], axis=-1)
+    elif cond is not None:
+      raise ValueError("this coupling network takes no conditioning input (cond_channels=0)")
+    w = lambda v: tf.gather(v, step)
+    h = self._act(tf.nn.conv2d(x_a, w(self.w1), 1, "SAME") + w(self.b1))
+    h = self._act(tf.nn.conv2d(h, w(self.w2), 1, "SAME") + w(self.b2))
+    h = tf.nn.conv2d(h, w(self.w3), 1, "SAME") + w(self.b3)
+    return h * tf.exp(_LOGSCALE_FACTOR * w(self.logs3))
+
+  def get_config(self):
+    return {**super().get_config(), "num_steps": self.num_steps, "in_channels": self.in_channels,
+            "out_channels": self.out_channels, "hidden_channels": self.hidden_channels,
+            "cond_channels": self.cond_channels, "activation": self.activation}
+
+
+def split_channels(x):
+  """(x_a, x_b): the first C - C//2 and the last C//2 channels."""
+  c = x.shape[-1]
+  return x[..., : c - c // 2], x[..., c - c // 2:]
+
+
+class AffineCoupling(FlowBijector):
+  """y_b = (x_b + shift) * sigmoid(raw + 2), (shift, raw) = NN(x_a [, cond]); see the module docstring."""
+
+  def __init__(self, net: CouplingNet, step: int | tf.Tensor = 0, name: str = "affine_coupling"):
+    parameters = dict(locals())
+    self._net = net
+    self._step = step
+    super().__init__(name=name, parameters=parameters)
+
+  def _shift_and_log_scale(self, x_a, cond):
+    h = self._net(x_a, step=self._step, cond=cond)
+    shift, raw = h[..., 0::2], h[..., 1::2]
+    return shift, tf.math.log_sigmoid(raw + _SCALE_BIAS)
+
+  def _forward_and_log_det(self, x, cond=None):
+    _check_net(self._net, "affine", x.shape[-1])
+    x_a, x_b = split_channels(x)
+    shift, log_scale = self._shift_and_log_scale(x_a, cond)
+    y_b = (x_b + shift) * tf.exp(log_scale)
+    return tf.concat([x_a, y_b], axis=-1), tf.reduce_sum(log_scale, axis=[1, 2, 3])
+
+  def _inverse_and_log_det(self, y, cond=None):
+    _check_net(self._net, "affine", y.shape[-1])
+    y_a, y_b = split_channels(y)
+    shift, log_scale = self._shift_and_log_scale(y_a, cond)
+    x_b = y_b * tf.exp(-log_scale) - shift
+    return tf.concat([y_a, x_b], axis=-1), -tf.reduce_sum(log_scale, axis=[1, 2, 3])
+
+
+class AdditiveCoupling(FlowBijector):
+  """y_b = x_b + NN(x_a [, cond]); volume preserving."""
+
+  def __init__(self, net: CouplingNet, step: int | tf.Tensor = 0, name: str = "additive_coupling"):
+    parameters = dict(locals())
+    self._net = net
+    self._step = step
+    super().__init__(name=name, parameters=parameters)
+
+  def _forward_and_log_det(self, x, cond=None):
+    _check_net(self._net, "additive", x.shape[-1])
+    x_a, x_b = split_channels(x)
+    y = tf.concat([x_a, x_b + self._net(x_a, step=self._step, cond=cond)], axis=-1)
+    return y, tf.zeros(tf.shape(x)[:1], x.dtype)
+
+  def _inverse_and_log_det(self, y, cond=None):
+    _check_net(self._net, "additive", y.shape[-1])
+    y_a, y_b = split_channels(y)
+    x = tf.concat([y_a, y_b - self._net(y_a, step=self._step, cond=cond)], axis=-1)
+    return x, tf.zeros(tf.shape(y)[:1], y.dtype)
+
+
+def coupling_out_channels(kind: str, channels: int) -> int:
+  """Channels the coupling network must output for a `channels`-channel input."""
+  if kind == "affine":
+    return 2 * (channels // 2)
+  if kind == "additive":
+    return channels // 2
+  raise ValueError(f"coupling={kind!r} must be 'affine' or 'additive'")
+
+
+def _check_net(net: CouplingNet, kind: str, channels: int) -> None:
+  """A coupling network must match the input's channels: x_a in, (shift[, scale]) for x_b out."""
+  in_expected, out_expected = channels - channels // 2, coupling_out_channels(kind, channels)
+  if (net.in_channels, net.out_channels) != (in_expected, out_expected):
+    raise ValueError(f"a {kind} coupling of a {channels}-channel input needs a CouplingNet with in_channels="
+                     f"{in_expected} and out_channels={out_expected}, got {net.in_channels} and {net.out_channels}")

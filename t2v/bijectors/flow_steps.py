@@ -1,0 +1,117 @@
+"""K steps of flow (Glow §3): each step is ActNorm -> invertible 1x1 conv -> coupling.
+
+`FlowStep` is one step as a `tfb.Chain` of the three bijectors. `FlowSteps` is a whole stack of K steps whose
+parameters live in three Keras layers with a leading step axis; its forward pass is a `tf.while_loop` over the
+step index, so `tf.function` traces one step, not K, and tracing time does not grow with depth.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from t2v.bijectors.actnorm import ActNorm, ActNormParams
+from t2v.bijectors.base import FlowBijector
+from t2v.bijectors.coupling import AdditiveCoupling, AffineCoupling, CouplingNet, coupling_out_channels
+from t2v.bijectors.invertible_conv import InvertibleConv1x1, InvertibleConvParams
+
+tfb = tfp.bijectors
+
+_COUPLINGS = {"affine": AffineCoupling, "additive": AdditiveCoupling}
+
+
+class FlowStepParams(keras.layers.Layer):
+  """Parameters of K steps of flow over `channels` channels (actnorm, 1x1 conv and coupling net)."""
+
+  def __init__(self, num_steps: int, channels: int, hidden_channels: int, coupling: str = "affine",
+               activation: str = "relu", cond_channels: int = 0, seed: int = 0, **kwargs):
+    super().__init__(**kwargs)
+    if coupling not in _COUPLINGS:
+      raise ValueError(f"coupling={coupling!r} must be one of {sorted(_COUPLINGS)}")
+    if channels < 2:
+      raise ValueError(f"a coupling needs at least 2 channels, got {channels}: squeeze first")
+    # ---- config
+    self.num_steps = num_steps
+    self.channels = channels
+    self.hidden_channels = hidden_channels
+    self.coupling = coupling
+    self.activation = activation
+    self.cond_channels = cond_channels
+    self.seed = seed
+    # ---- layers
+    self.actnorm = ActNormParams(num_steps, channels, name="actnorm")
+    self.conv = InvertibleConvParams(num_steps, channels, seed=seed, name="invertible_conv")
+    self.net = CouplingNet(num_steps, channels - channels // 2, coupling_out_channels(coupling, channels),
+                           hidden_channels, cond_channels=cond_channels, activation=activation, name="coupling_net")
+
+  def get_config(self):
+    return {**super().get_config(), "num_steps": self.num_steps, "channels": self.channels,
+            "hidden_channels": self.hidden_channels, "coupling": self.coupling, "activation": self.activation,
+            "cond_channels": self.cond_channels, "seed": self.seed}
+
+
+class FlowStep(tfb.Chain):
+  """One step of flow: ActNorm, then the invertible 1x1 conv, then the coupling (a `tfb.Chain`).
+
+  With a conditioning tensor, call `step.forward(x, coupling={"cond": c})` (TFP routes kwargs by name).
+  """
+
+  def __init__(self, params: FlowStepParams, step: int | tf.Tensor = 0, name: str = "flow_step"):
+    self.actnorm = ActNorm(params.actnorm, step)
+    self.conv = InvertibleConv1x1(params.conv, step)
+    self.coupling = _COUPLINGS[params.coupling](params.net, step, name="coupling")
+    super().__init__([self.coupling, self.conv, self.actnorm], name=name)  # Chain applies right to left
+
+  def forward_and_log_det(self, x, cond=None):
+    x, ldj_actnorm = self.actnorm.forward_and_log_det(x)
+    x, ldj_conv = self.conv.forward_and_log_det(x)
+    y, ldj_coupling = self.coupling.forward_and_log_det(x, cond=cond)
+    return y, ldj_actnorm + ldj_conv + ldj_coupling
+
+  def inverse_and_log_det(self, y, cond=None):
+    y, ldj_coupling = self.coupling.inverse_and_log_det(y, cond=cond)
+    y, ldj_conv = self.conv.inverse_and_log_det(y)
+    x, ldj_actnorm = self.actnorm.inverse_and_log_det(y)
+    return x, ldj_actnorm + ldj_conv + ldj_coupling
+
+
+class FlowSteps(FlowBijector):
+  """All K steps of a flow level, looped with `tf.while_loop` over the step index."""
+
+  def __init__(self, params: FlowStepParams, name: str = "flow_steps"):
+    parameters = dict(locals())
+    self._params = params
+    super().__init__(name=name, parameters=parameters)
+
+  @property
+  def num_steps(self) -> int:
+    return self._params.num_steps
+
+  def step(self, k: int | tf.Tensor) -> FlowStep:
+    return FlowStep(self._params, k)
+
+  def _loop(self, x, cond, reverse_order: bool, apply):
+    k_max = self.num_steps
+
+    def body(k, x, ldj):
+      index = k_max - 1 - k if reverse_order else k
+      x, step_ldj = apply(self.step(index), x)
+      return k + 1, x, ldj + step_ldj
+
+    _, x, ldj = tf.while_loop(lambda k, *_: k < k_max, body, (tf.constant(0), x, tf.zeros(tf.shape(x)[:1])),
+                              parallel_iterations=1)
+    return x, ldj
+
+  def _forward_and_log_det(self, x, cond=None):
+    return self._loop(x, cond, False, lambda step, x: step.forward_and_log_det(x, cond=cond))
+
+  def _inverse_and_log_det(self, y, cond=None):
+    return self._loop(y, cond, True, lambda step, y: step.inverse_and_log_det(y, cond=cond))
+
+  def initialize(self, x: tf.Tensor, cond: tf.Tensor | None = None) -> tf.Tensor:
+    """Data-dependent init of every step's ActNorm on `x` (eager); returns the output of the last step."""
+    for k in range(self.num_steps):
+      self._params.actnorm.initialize_from(x, k)
+      x, _ = self.step(k).forward_and_log_det(x, cond=cond)
+    return x

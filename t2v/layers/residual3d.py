@@ -1,0 +1,104 @@
+"""Time-causal 3-D convolutions and VideoFlow's residual block (VideoFlow appendix D).
+
+Video tensors here are [N, T, H, W, C]. A time-causal convolution with a time kernel of size kt computes
+  out[t] = sum_{i < kt} conv2d(x[t - (kt - 1 - i)], W_i)
+(zero frames before t = 0), so out[t] never sees x[t' > t]. It is written as kt 2-D convolutions over frames
+folded into the batch: cheap to trace, and dilation in space is then a plain `tf.nn.conv2d` dilation.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+
+class CausalConv3D(keras.layers.Layer):
+  """A [kt, kh, kw] convolution, causal in time, 'same' in space, optional spatial dilation.
+
+  Args:
+    filters: output channels.
+    kernel_size: (kt, kh, kw).
+    dilation: spatial dilation rate.
+    zero_init: start with zero weights (the last layer of a residual branch, so blocks start as identity).
+  """
+
+  def __init__(self, filters: int, kernel_size: tuple[int, int, int] = (2, 3, 3), dilation: int = 1,
+               zero_init: bool = False, **kwargs):
+    super().__init__(**kwargs)
+    self.filters = filters
+    self.kernel_size = tuple(kernel_size)
+    self.dilation = dilation
+    self.zero_init = zero_init
+
+  def build(self, input_shape):
+    kt, kh, kw = self.kernel_size
+    init = "zeros" if self.zero_init else keras.initializers.RandomNormal(stddev=0.05)
+    self.kernel = self.add_weight(shape=(kt, kh, kw, input_shape[-1], self.filters), initializer=init,
+                                  name="kernel")
+    self.bias = self.add_weight(shape=(self.filters,), initializer="zeros", name="bias")
+
+  def call(self, x):
+    kt = self.kernel_size[0]
+    shape = tf.shape(x)
+    n, t = shape[0], shape[1]
+    padded = tf.pad(x, [[0, 0], [kt - 1, 0], [0, 0], [0, 0], [0, 0]])  # [N, T + kt - 1, H, W, C]
+    out = self.bias
+    for i in range(kt):
+      frames = padded[:, i:i + t]  # [N, T, H, W, C]: x[t - (kt - 1 - i)]
+      folded = tf.reshape(frames, tf.concat([[n * t], shape[2:]], 0))  # [N*T, H, W, C]
+      out = out + tf.nn.conv2d(folded, self.kernel[i], 1, "SAME", dilations=self.dilation)
+    return tf.reshape(out, tf.concat([shape[:4], [self.filters]], 0))  # [N, T, H, W, filters]
+
+  def get_config(self):
+    return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
+            "dilation": self.dilation, "zero_init": self.zero_init}
+
+
+class GatedActivation(keras.layers.Layer):
+  """tanh(W_a x) * sigmoid(W_b x) with 1x1x1 convolutions (WaveNet's gated activation unit)."""
+
+  def __init__(self, filters: int, **kwargs):
+    super().__init__(**kwargs)
+    self.filters = filters
+    self.gate = CausalConv3D(2 * filters, (1, 1, 1), name="gate")
+
+  def call(self, x):
+    a, b = tf.split(self.gate(x), 2, axis=-1)
+    return tf.tanh(a) * tf.sigmoid(b)
+
+  def get_config(self):
+    return {**super().get_config(), "filters": self.filters}
+
+
+class ResidualBlock3D(keras.layers.Layer):
+  """x + sum over dilation rates d of: [2x3x3 conv (dilation d) -> ReLU] -> gate -> zero-init 2x3x3 conv.
+
+  Args:
+    filters: channels of x and of every branch.
+    dilations: spatial dilation rates of the parallel branches, (1, 2, 4) in the paper, (1,) to ablate.
+    gating: the gated activation unit; False replaces it with a 1x1x1 conv and ReLU (ablation).
+  """
+
+  def __init__(self, filters: int, dilations: tuple[int, ...] = (1, 2, 4), gating: bool = True, **kwargs):
+    super().__init__(**kwargs)
+    self.filters = filters
+    self.dilations = tuple(dilations)
+    self.gating = gating
+    self.branches = []
+    for d in self.dilations:
+      first = CausalConv3D(filters, (2, 3, 3), dilation=d, name=f"conv_in_d{d}")
+      middle = (GatedActivation(filters, name=f"gated_d{d}") if gating
+                else CausalConv3D(filters, (1, 1, 1), name=f"conv_mid_d{d}"))
+      last = CausalConv3D(filters, (2, 3, 3), dilation=d, zero_init=True, name=f"conv_out_d{d}")
+      self.branches.append((first, middle, last))
+
+  def call(self, x):
+    out = x
+    for first, middle, last in self.branches:
+      h = tf.nn.relu(first(x))
+      h = middle(h) if self.gating else tf.nn.relu(middle(h))
+      out = out + last(h)
+    return out
+
+  def get_config(self):
+    return {**super().get_config(), "filters": self.filters, "dilations": self.dilations, "gating": self.gating}

@@ -1,0 +1,210 @@
+"""VideoFlow: a flow-based video prediction model (Kumar et al., ICLR 2020).
+
+§4.1  Each frame x_t is dequantised to y_t = (x_t + u) / 256 and mapped by a multi-scale Glow (L levels x K
+      steps, shared across time) to latents z_t^(1..L); log p(y_t | y_<t) = log p(z_t | z_<t) + log|det|.
+§4.2  The latents follow an autoregressive prior, one conditionally factorised Gaussian per level:
+      p(z_t | z_<t) = prod_l p(z_t^(l) | z_<t^(l), z_t^(>l)), where z_t^(>l) enters through h_t^(l), the part of
+      frame t's flow that continues above level l (see `videoflow_prior.py`).
+§4.3  Training maximises the log-likelihood of the target frames of random temporal windows given the first
+      `num_cond_frames` frames; evaluation scores whole clips in bits per pixel.
+§5    Sampling conditions on frames and rolls out any number of frames, level by level from the top: sample
+      z_t^(L), invert level L to get h_t^(L-1), sample z_t^(L-1) given it, and so on; a temperature T scales
+      every sigma. Tools: per-level latents of a frame and their exact inverse (§5.3 interpolation) and the
+      likelihood of a candidate next frame (§5.5 out-of-sequence detection).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from t2v.bijectors.glow import MultiScaleGlow
+from t2v.models.base import VideoModel
+from t2v.models.likelihood import bits_per_pixel, dequantize, quantize
+from t2v.models.videoflow_hparams import VideoFlowHParams
+from t2v.models.videoflow_prior import LatentPrior
+from t2v.problems.spec import VideoSpec
+
+_CENTRE = 0.5  # the flow sees y - 1/2, centred on zero (a shift: log|det| = 0)
+
+
+class VideoFlow(VideoModel):
+  """VideoFlow (Kumar et al., ICLR 2020): per-frame multi-scale Glow with an autoregressive latent prior."""
+
+  hparams_class = VideoFlowHParams
+  is_likelihood_model = True
+
+  def __init__(self, hparams: VideoFlowHParams, spec: VideoSpec, **kwargs):
+    super().__init__(hparams, spec, **kwargs)
+    hp = hparams
+    self.num_cond_frames = hp.num_cond_frames or spec.num_input_frames
+    if self.num_train_frames <= self.num_cond_frames:
+      raise ValueError(f"num_train_frames={self.num_train_frames} leaves no target frame after "
+                       f"num_cond_frames={self.num_cond_frames}: raise num_train_frames")
+    # ---- layers
+    self.glow = MultiScaleGlow(spec.frame_shape, hp.num_levels, hp.depth, hp.hidden_channels, hp.coupling,
+                               hp.coupling_activation, name="glow")
+    self.priors = []
+    for level, latent_shape in enumerate(self.glow.latent_shapes):
+      top = level == hp.num_levels - 1
+      self.priors.append(LatentPrior(
+          latent_shape, 0 if top else self.glow.cond_shapes[level][-1], hp.prior, hp.num_context_latents,
+          hp.prior_depth, hp.prior_width, hp.prior_dilations, hp.prior_gating, hp.latent_skip,
+          name=f"prior_{level}"))
+    self._initialized = self.add_weight(shape=(), dtype="int32", initializer="zeros", trainable=False,
+                                        name="initialized")
+    # ---- wiring: create every variable now, so a checkpoint restores into a complete model
+    num_frames = hp.num_context_latents + 1
+    self.frame_log_probs(tf.zeros([1, num_frames, *spec.frame_shape]), first=0)
+    self._sample_graph = tf.function(self._sample_frames, reduce_retracing=True)
+
+  @property
+  def num_dims(self) -> int:
+    """D: sub-pixels of one frame."""
+    height, width, channels = self.spec.frame_shape
+    return height * width * channels
+
+  @property
+  def is_initialized(self) -> bool:
+    return bool(self._initialized.numpy())
+
+  # ---- §4.1-4.2: the likelihood -------------------------------------------------------------------
+
+  def encode_latents(self, y: tf.Tensor):
+    """Centred frames y [B, T, H, W, C] -> (zs, hs, log_det): per-level [B, T, ...] and [B, T]."""
+    shape = tf.shape(y)
+    b, t = shape[0], shape[1]
+    frames = tf.reshape(y, tf.concat([[b * t], shape[2:]], 0))  # [B*T, H, W, C]
+    zs, hs, log_det = self.glow.encode(frames)
+    unfold = lambda x: tf.reshape(x, tf.concat([[b, t], tf.shape(x)[1:]], 0))  # [B, T, h, w, c]
+    return [unfold(z) for z in zs], [unfold(h) for h in hs], tf.reshape(log_det, [b, t])
+
+  def frame_log_probs(self, y: tf.Tensor, first: int) -> tf.Tensor:
+    """log p(y_t | y_<t) for t = first .. T-1, in nats: [B, T - first]."""
+    zs, hs, log_det = self.encode_latents(y)
+    log_prob = log_det[:, first:]
+    for level, prior in enumerate(self.priors):
+      h = hs[level] if level < len(hs) else None
+      log_prob += prior.sequence_log_prob(zs[level], h, first)
+    return log_prob
+
+  def log_prob_bpp(self, batch, num_input_frames: int, seed: tf.Tensor | None = None) -> tf.Tensor:
+    """Bits per pixel of every frame after the first `num_input_frames`, given them: [B, T - n]."""
+    video = batch["video"]
+    if video.shape[1] is not None and video.shape[1] <= num_input_frames:
+      raise ValueError(f"a {video.shape[1]}-frame video has no frame to score after {num_input_frames} "
+                       "conditioning frames")
+    y = dequantize(video, seed) - _CENTRE
+    return bits_per_pixel(self.frame_log_probs(y, num_input_frames), self.num_dims)
+
+  def compute_loss(self, batch, training: bool):
+    """Mean bits per pixel over the target frames: training windows condition on `num_cond_frames`, whole
+    evaluation clips on the problem's `num_input_frames`."""
+    first = self.num_cond_frames if training else self.spec.num_input_frames
+    bpp = tf.reduce_mean(self.log_prob_bpp(batch, first), axis=1)  # [B]
+    return bpp, {"bpp": bpp}
+
+  def initialize(self, batch) -> None:
+    """Data-dependent ActNorm initialisation on every frame of `batch` (eager, once, before step 0)."""
+    y = dequantize(batch["video"]) - _CENTRE
+    shape = tf.shape(y)
+    self.glow.initialize(tf.reshape(y, tf.concat([[-1], shape[2:]], 0)))  # [B*T, H, W, C]
+    self._initialized.assign(1)
+
+  # ---- §5: sampling ----------------------------------------------------------------------------------
+
+  def sample(self, inputs, num_frames: int, temperature: float = 1.0, seed=(0, 0)) -> tf.Tensor:
+    """Rolls out `num_frames` frames after inputs["video"] (uint8 [B, Tc, H, W, C], Tc may be 0).
+
+    Every level's sigma is scaled by `temperature` (0 gives the means). Returns uint8 [B, num_frames, H, W, C];
+    the same seed gives the same video.
+    """
+    if num_frames < 1:
+      raise ValueError(f"num_frames={num_frames} must be >= 1")
+    if temperature < 0:
+      raise ValueError(f"temperature={temperature} must be >= 0")
+    video = tf.convert_to_tensor(inputs["video"])
+    if video.dtype != tf.uint8 or video.shape.rank != 5 or tuple(video.shape[2:]) != self.spec.frame_shape:
+      raise ValueError(f"inputs['video'] must be uint8 [B, T, {', '.join(map(str, self.spec.frame_shape))}], "
+                       f"got {video.dtype.name} {video.shape}")
+    return self._sample_graph(video, tf.constant(num_frames), tf.constant(temperature, tf.float32),
+                              tf.cast(tf.convert_to_tensor(seed), tf.int32))
+
+  def _context_windows(self, video):
+    """The last K latents of each level for the conditioning frames, zero-padded in front: [B, K, h, w, c]."""
+    k = self.hparams.num_context_latents
+    batch = tf.shape(video)[0]
+    if video.shape[1] == 0:
+      return [tf.zeros(tf.concat([[batch, k], shape], 0)) for shape in self.glow.latent_shapes]
+    zs, _, _ = self.encode_latents(dequantize(video, noise="midpoint") - _CENTRE)
+    windows = []
+    for z in zs:
+      z = z[:, -k:]
+      pad = k - z.shape[1]
+      windows.append(tf.pad(z, [[0, 0], [pad, 0], [0, 0], [0, 0], [0, 0]]))  # [B, K, h, w, c]
+    return windows
+
+  def _sample_next(self, windows, t, temperature, seed):
+    """One frame at time t, top level first. Returns (y_t [B, H, W, C], new latents per level)."""
+    batch = tf.shape(windows[0])[0]
+    use_context = t >= self.hparams.num_context_latents
+    u, new = None, [None] * len(self.priors)
+    for level in reversed(range(len(self.priors))):
+      prior = self.priors[level]
+      mu_c, log_sigma_c = prior.conditional_params(windows[level], u)
+      mu_u, log_sigma_u = prior.unconditional_params(u, batch)
+      mu = tf.where(use_context, mu_c, mu_u)
+      log_sigma = tf.where(use_context, log_sigma_c, log_sigma_u)
+      level_seed = tf.random.experimental.stateless_fold_in(tf.random.experimental.stateless_fold_in(seed, t),
+                                                            level)
+      eps = tf.random.stateless_normal(tf.shape(mu), seed=level_seed)
+      z = mu + temperature * tf.exp(log_sigma) * eps
+      u = self.glow.decode_level(level, z, u)
+      new[level] = z
+    return u, new
+
+  def _sample_frames(self, video, num_frames, temperature, seed):
+    windows = self._context_windows(video)
+    start = tf.shape(video)[1]
+    frames = tf.TensorArray(tf.uint8, size=num_frames, element_shape=[None, *self.spec.frame_shape])
+
+    def body(i, windows, frames):
+      y, zs = self._sample_next(windows, start + i, temperature, seed)
+      windows = [tf.concat([w[:, 1:], z[:, None]], axis=1) for w, z in zip(windows, zs)]
+      return i + 1, windows, frames.write(i, quantize(y + _CENTRE))
+
+    _, _, frames = tf.while_loop(lambda i, *_: i < num_frames, body, (tf.constant(0), windows, frames))
+    return tf.transpose(frames.stack(), [1, 0, 2, 3, 4])  # [B, num_frames, H, W, C]
+
+  # ---- §5.3, §5.5: latent tools ----------------------------------------------------------------------
+
+  def encode_frames(self, frames: tf.Tensor) -> list[tf.Tensor]:
+    """uint8 frames [B, H, W, C] -> the per-level latents [B, h_l, w_l, c_l] (midpoint dequantisation)."""
+    zs, _, _ = self.glow.encode(dequantize(frames, noise="midpoint") - _CENTRE)
+    return zs
+
+  def decode_frames(self, zs: list[tf.Tensor]) -> tf.Tensor:
+    """Per-level latents -> uint8 frames [B, H, W, C]; exact inverse of `encode_frames` on its outputs."""
+    return quantize(self.glow.decode(zs) + _CENTRE)
+
+  def interpolate(self, frame_a: tf.Tensor, frame_b: tf.Tensor, num_points: int,
+                  levels: tuple[int, ...] | None = None) -> tf.Tensor:
+    """Frames on the straight line between the latents of frame_a and frame_b [B, H, W, C] at `levels`
+    (default: all), keeping frame_a's latents at the others. Returns uint8 [B, num_points, H, W, C]."""
+    levels = tuple(range(len(self.priors))) if levels is None else tuple(levels)
+    bad = [level for level in levels if not 0 <= level < len(self.priors)]
+    if bad or num_points < 2:
+      raise ValueError(f"levels={levels} must lie in [0, {len(self.priors)}) and num_points={num_points} >= 2")
+    za, zb = self.encode_frames(frame_a), self.encode_frames(frame_b)
+    out = []
+    for alpha in tf.linspace(0.0, 1.0, num_points):
+      zs = [a + alpha * (b - a) if level in levels else a for level, (a, b) in enumerate(zip(za, zb))]
+      out.append(self.decode_frames(zs))
+    return tf.stack(out, axis=1)
+
+  def next_frame_bpp(self, context: tf.Tensor, candidate: tf.Tensor, seed=(0, 0)) -> tf.Tensor:
+    """Bits per pixel of `candidate` [B, H, W, C] as the frame after `context` [B, Tc, H, W, C]: [B].
+
+    Low values mean a plausible continuation (out-of-sequence detection, VideoFlow §5.5)."""
+    video = tf.concat([context, candidate[:, None]], axis=1)
+    return self.log_prob_bpp({"video": video}, context.shape[1], seed=tf.convert_to_tensor(seed))[:, 0]
+

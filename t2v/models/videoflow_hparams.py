@@ -1,0 +1,94 @@
+"""VideoFlow hyperparameters and presets (values of VideoFlow, Kumar et al. 2020, §5 and appendix)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from t2v.hparams import HParams, HParamsError, choice
+
+
+@dataclasses.dataclass
+class VideoFlowHParams(HParams):
+  """The per-frame multi-scale Glow and the latent dynamics prior."""
+
+  # Flow (Glow): L levels x K steps.
+  num_levels: int = 3
+  depth: int = 24
+  hidden_channels: int = 512
+  coupling: str = choice("affine", "affine", "additive")
+  coupling_activation: str = choice("relu", "relu", "gated")
+  # Prior p(z_t | z_<t, h_t).
+  prior: str = choice("conv3d_net", "conv3d_net", "conv_net", "pointwise")
+  num_context_latents: int = 1  # K past latents per level; frames t < K use the unconditional prior
+  prior_depth: int = 5  # residual blocks
+  prior_width: int = 256
+  prior_dilations: bool = True  # parallel dilation rates 1, 2, 4 (appendix E ablation)
+  prior_gating: bool = True  # gated activation units (appendix E ablation)
+  latent_skip: bool = True  # mu = z_{t-1} + dz (appendix E ablation)
+  # Objective: frames of a training window that are conditioned on, not scored (0: the problem's
+  # num_input_frames). Evaluation always uses the problem's protocol.
+  num_cond_frames: int = 0
+
+  def validate(self) -> None:
+    super().validate()
+    if self.num_levels < 1 or self.depth < 1 or self.hidden_channels < 1:
+      raise HParamsError(f"num_levels={self.num_levels}, depth={self.depth} and hidden_channels="
+                       f"{self.hidden_channels} must be >= 1")
+    if self.num_context_latents < 1:
+      raise HParamsError(f"num_context_latents={self.num_context_latents} must be >= 1")
+
+
+def videoflow_base() -> VideoFlowHParams:
+  """The paper's BAIR architecture with default optimisation; the base every preset overrides."""
+  return VideoFlowHParams()
+
+
+def videoflow_bair_quant() -> VideoFlowHParams:
+  """VideoFlow's quantitative BAIR model (bits per pixel, Table 1).
+
+  `python -m t2v.trainer --problem=bair --hparams_set=videoflow_bair_quant --train_steps=600000
+  --strategy=mirrored` on 8 accelerators (the paper: batch 40). Expected: ~1.87 bpp on BAIR test
+  (paper, Table 1). Not run here (no GPU, no BAIR data).
+  """
+  return dataclasses.replace(
+      videoflow_base(), num_levels=3, depth=24, hidden_channels=512, coupling="affine", prior="conv3d_net",
+      prior_depth=5, prior_width=256, num_context_latents=3, num_train_frames=4, num_cond_frames=3,
+      batch_size=40, learning_rate=3e-4, warmup_steps=10000, decay_steps=150000)
+
+
+def videoflow_bair_qual() -> VideoFlowHParams:
+  """VideoFlow's qualitative BAIR model (samples, Figures 3-4): additive couplings, 392 channels.
+
+  Same command as videoflow_bair_quant with --hparams_set=videoflow_bair_qual; hardware and schedule as there.
+  Expected: visually sharper samples than the affine model, bpp slightly worse (paper §5.2). Not run here.
+  """
+  return dataclasses.replace(videoflow_bair_quant(), coupling="additive", hidden_channels=392)
+
+
+def videoflow_shapes() -> VideoFlowHParams:
+  """Stochastic shapes at paper scale: 1 conditioning frame, 2-frame training patches (VideoFlow §5.1).
+
+  `python -m t2v.trainer --hparams_set=videoflow_shapes --train_steps=100000` on one GPU. Expected: samples that
+  keep shape and colour and move in one of the 8 directions (the paper's real-vs-fake test). Not run here.
+  """
+  return dataclasses.replace(
+      videoflow_base(), num_levels=3, depth=12, hidden_channels=256, prior_depth=3, prior_width=128,
+      num_context_latents=1, num_train_frames=2, num_cond_frames=1, batch_size=32, warmup_steps=1000)
+
+
+def videoflow_cpu() -> VideoFlowHParams:
+  """The README's main command: stochastic shapes on 2 CPU cores in about 10 minutes.
+
+  `python -m t2v.trainer --model=videoflow --train_steps=1500`. Expected figure: see README (measured there).
+  """
+  return dataclasses.replace(
+      videoflow_shapes(), num_levels=3, depth=4, hidden_channels=48, coupling="affine", prior="conv3d_net",
+      prior_depth=1, prior_width=32, batch_size=16, init_batch_size=32, learning_rate=1e-3, warmup_steps=100,
+      clip_grad_norm=50.0)
+
+
+def videoflow_tiny() -> VideoFlowHParams:
+  """For tests only: seconds per step on a CPU, no meaningful figure."""
+  return dataclasses.replace(
+      videoflow_cpu(), num_levels=2, depth=2, hidden_channels=8, prior_depth=1, prior_width=8, batch_size=4,
+      init_batch_size=8, warmup_steps=0)

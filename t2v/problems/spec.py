@@ -1,0 +1,44 @@
+"""What a model needs to know about a problem's data, and nothing about how it is read."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoSpec:
+  """Shape and conditioning of a problem's videos.
+
+  frame_shape: (H, W, C) of uint8 frames.
+  num_input_frames: frames a model conditions on at evaluation (e.g. 3 on BAIR).
+  num_target_frames: frames it predicts at evaluation (e.g. 10 on BAIR).
+  num_labels: number of class labels in the `label` feature; 0 when the data has none.
+  has_caption: whether elements carry a `caption` string.
+  """
+
+  frame_shape: tuple[int, int, int]
+  num_input_frames: int
+  num_target_frames: int
+  num_labels: int = 0
+  has_caption: bool = False
+
+  def __post_init__(self):
+    if len(self.frame_shape) != 3 or min(self.frame_shape) < 1:
+      raise ValueError(f"frame_shape={self.frame_shape} must be (H, W, C) with positive sizes")
+    if self.num_input_frames < 0 or self.num_target_frames < 1:
+      raise ValueError(f"num_input_frames={self.num_input_frames} must be >= 0 and "
+                       f"num_target_frames={self.num_target_frames} >= 1")
+
+  @property
+  def num_frames(self) -> int:
+    """Frames of one evaluation clip: inputs then targets."""
+    return self.num_input_frames + self.num_target_frames
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, values: dict) -> "VideoSpec":
+    values = dict(values)
+    values["frame_shape"] = tuple(values["frame_shape"])
+    return cls(**values)

@@ -10,6 +10,7 @@ INSTALL_REQUIRES = [
     "keras>=3.15,<4",
     "tensorflow-datasets>=4.9.10,<4.10",
     "tensorflow-hub>=0.16.1,<0.17",
+    "importlib_resources>=6",  # TFDS 4.9.10 imports it to prepare datasets but does not declare it
     "absl-py>=2.1",
     "numpy>=1.26",
     "pillow>=10",  # GIF encoding for samples and TensorBoard video summaries

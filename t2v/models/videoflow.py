@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import math
+
 import tensorflow as tf
 
 from t2v.bijectors.glow import MultiScaleGlow
@@ -80,12 +82,27 @@ class VideoFlow(VideoModel):
 
   def frame_log_probs(self, y: tf.Tensor, first: int) -> tf.Tensor:
     """log p(y_t | y_<t) for t = first .. T-1, in nats: [B, T - first]."""
-    zs, hs, log_det = self.encode_latents(y)
+    return self._log_probs_of_latents(*self.encode_latents(y), first)
+
+  def _log_probs_of_latents(self, zs, hs, log_det, first: int) -> tf.Tensor:
     log_prob = log_det[:, first:]
     for level, prior in enumerate(self.priors):
       h = hs[level] if level < len(hs) else None
       log_prob += prior.sequence_log_prob(zs[level], h, first)
     return log_prob
+
+  def _unconditional_prior_nll(self, zs, hs, num_frames: int) -> tf.Tensor:
+    """Bits per latent dim of the first `num_frames` frames' latents under the unconditional priors: [B].
+
+    The latents are held fixed (stop_gradient), so this term trains the priors of frames without K
+    predecessors without changing what the flow learns from the target frames.
+    """
+    total = 0.0
+    for level, prior in enumerate(self.priors):
+      z = tf.stop_gradient(zs[level][:, :num_frames])
+      h = tf.stop_gradient(hs[level][:, :num_frames]) if level < len(hs) else None
+      total += tf.reduce_sum(prior.sequence_log_prob(z, h, 0), axis=1)
+    return -total / (num_frames * self.num_dims * math.log(2.0))
 
   def log_prob_bpp(self, batch, num_input_frames: int, seed: tf.Tensor | None = None) -> tf.Tensor:
     """Bits per pixel of every frame after the first `num_input_frames`, given them: [B, T - n]."""
@@ -98,10 +115,23 @@ class VideoFlow(VideoModel):
 
   def compute_loss(self, batch, training: bool):
     """Mean bits per pixel over the target frames: training windows condition on `num_cond_frames`, whole
-    evaluation clips on the problem's `num_input_frames`."""
+    evaluation clips on the problem's `num_input_frames`.
+
+    When training, the unconditional priors of the first min(K, num_cond_frames) frames are fitted to those
+    frames' (fixed) latents as well, so that they are learned although those frames are not scored.
+    """
     first = self.num_cond_frames if training else self.spec.num_input_frames
-    bpp = tf.reduce_mean(self.log_prob_bpp(batch, first), axis=1)  # [B]
-    return bpp, {"bpp": bpp}
+    video = batch["video"]
+    if video.shape[1] is not None and video.shape[1] <= first:
+      raise ValueError(f"a {video.shape[1]}-frame video has no frame to score after {first} conditioning frames")
+    zs, hs, log_det = self.encode_latents(dequantize(video) - _CENTRE)
+    bpp = tf.reduce_mean(bits_per_pixel(self._log_probs_of_latents(zs, hs, log_det, first), self.num_dims), 1)
+    metrics = {"bpp": bpp}  # [B]
+    num_unconditional = min(self.hparams.num_context_latents, first)
+    if training and num_unconditional:
+      metrics["first_frames_prior_nll"] = self._unconditional_prior_nll(zs, hs, num_unconditional)
+      return bpp + metrics["first_frames_prior_nll"], metrics
+    return bpp, metrics
 
   def initialize(self, batch) -> None:
     """Data-dependent ActNorm initialisation on every frame of `batch` (eager, once, before step 0)."""

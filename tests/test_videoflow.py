@@ -1,0 +1,251 @@
+"""VideoFlow: exact bits per pixel, the prior's causality, sampling, latent tools, ablations and training."""
+
+import dataclasses
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from t2v.hparams import HParamsError, override
+from t2v.models.likelihood import bits_per_pixel, dequantize, quantize
+from t2v.models.videoflow import VideoFlow
+from t2v.models.videoflow_hparams import videoflow_tiny
+from t2v.models.videoflow_prior import gaussian
+from t2v.problems.spec import VideoSpec
+
+tfd = tfp.distributions
+
+
+def _randomise(model, stddev=0.05, seed=0):
+  """Moves the zero-initialised layers (identity couplings, zero priors) so every path carries signal."""
+  rng = np.random.default_rng(seed)
+  for v in model.trainable_weights:
+    v.assign(v.numpy() + rng.normal(0, stddev, v.shape).astype(np.float32))
+
+
+def _model(frame_shape=(8, 8, 1), num_input=1, num_target=3, **overrides):
+  tf.random.set_seed(0)
+  hp = dataclasses.replace(videoflow_tiny(), **overrides)
+  return VideoFlow(hp, VideoSpec(frame_shape, num_input, num_target))
+
+
+def _video(batch, frames, shape=(8, 8, 1), seed=0):
+  rng = np.random.default_rng(seed)
+  return tf.constant(rng.integers(0, 256, (batch, frames, *shape)), tf.uint8)
+
+
+def test_uniform_density_scores_exactly_eight_bits():
+  x = _video(2, 3, (4, 4, 3))
+  y = dequantize(x, seed=tf.constant([1, 2]))
+  uniform = tfd.Independent(tfd.Uniform(tf.zeros([3, 4, 4, 3]), tf.ones([3, 4, 4, 3])), 4)
+  bpp = bits_per_pixel(uniform.log_prob(y), 3 * 4 * 4 * 3)
+  np.testing.assert_array_equal(bpp.numpy(), np.full([2], 8.0, np.float32))
+
+
+def test_dequantize_quantize_round_trip_and_range():
+  x = tf.constant(np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1))
+  y = dequantize(x, seed=tf.constant([0, 0]))
+  assert float(tf.reduce_min(y)) >= 0.0 and float(tf.reduce_max(y)) < 1.0
+  np.testing.assert_array_equal(quantize(y), x)
+  np.testing.assert_array_equal(quantize(dequantize(x, noise="midpoint")), x)
+
+
+def test_bits_per_pixel_of_a_known_gaussian():
+  # A factorised Gaussian density of variance 1/(2 pi e) has differential entropy 0 nats per dim, so its
+  # expected bpp on its own samples is -(0 - ln 256)/ln 2 = 8 bits, independent of t2v's model code.
+  sigma = 1 / math.sqrt(2 * math.pi * math.e)
+  dist = tfd.Normal(0.5, sigma)
+  y = dist.sample(200000, seed=1)
+  np.testing.assert_allclose(np.mean(bits_per_pixel(dist.log_prob(y), 1)), 8.0, atol=0.01)
+
+
+def test_frame_log_prob_equals_change_of_variables_by_autodiff():
+  """log p(y_t | y_<t) = log N(f(y_t); mu(y_<t), sigma(y_<t)) + log|det df/dy_t|, with the Jacobian by autodiff."""
+  model = _model((4, 4, 1), num_input=2, num_target=1, num_context_latents=2, num_train_frames=3)
+  _randomise(model)
+  y = tf.random.stateless_uniform([1, 3, 4, 4, 1], seed=[4, 4]) - 0.5
+  got = model.frame_log_probs(y, first=2)[0, 0]
+
+  def latents(frame):  # frame [4, 4, 1] -> all levels' latents of frame t=2, flattened
+    video = tf.concat([y[:, :2], frame[None, None]], axis=1)
+    zs, _, _ = model.encode_latents(video)
+    return tf.concat([tf.reshape(z[:, 2], [-1]) for z in zs], 0)
+
+  frame = y[0, 2]
+  with tf.GradientTape() as tape:
+    tape.watch(frame)
+    z = latents(frame)
+  _, log_det = np.linalg.slogdet(tf.reshape(tape.jacobian(z, frame), [16, 16]).numpy().astype(np.float64))
+  zs, hs, _ = model.encode_latents(y)
+  prior_log_prob = 0.0
+  for level, prior in enumerate(model.priors):
+    h = hs[level][:, 2] if level < len(hs) else None
+    mu, log_sigma = prior.conditional_params(zs[level][:, :2], h)
+    prior_log_prob += float(gaussian(mu, log_sigma).log_prob(zs[level][:, 2])[0])
+  np.testing.assert_allclose(float(got), prior_log_prob + log_det, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("prior", ["conv3d_net", "conv_net", "pointwise"])
+def test_prior_is_causal(prior):
+  """The log-likelihood of frame t has zero gradient with respect to later frames, and a non-zero one with
+  respect to its context."""
+  model = _model(num_input=1, num_target=4, prior=prior, num_context_latents=2)
+  _randomise(model)
+  y = tf.Variable(tf.random.stateless_uniform([1, 5, 8, 8, 1], seed=[1, 1]) - 0.5)
+  for t in range(5):
+    with tf.GradientTape() as tape:
+      log_prob = model.frame_log_probs(y, first=0)[0, t]
+    grad = tape.gradient(log_prob, y).numpy()[0]
+    for later in range(t + 1, 5):
+      np.testing.assert_array_equal(grad[later], 0.0, err_msg=f"frame {t} depends on frame {later}")
+    if t >= 2:  # with K = 2 context latents the conditional prior sees frames t-2 and t-1 (pointwise: t-1)
+      context = [t - 1] if prior == "pointwise" else [t - 2, t - 1]
+      assert all(np.abs(grad[c]).max() > 0 for c in context)
+      assert np.abs(grad[:min(context)]).max(initial=0) == 0
+
+
+def test_causal_conv3d_never_sees_the_future():
+  from t2v.layers import ResidualBlock3D
+  block = ResidualBlock3D(4, dilations=(1, 2), gating=True)
+  x = tf.Variable(tf.random.stateless_normal([1, 5, 6, 6, 4], seed=[0, 1]))
+  block(x)
+  _randomise(block)
+  for t in range(5):
+    with tf.GradientTape() as tape:
+      out = tf.reduce_sum(block(x)[:, t])
+    grad = tape.gradient(out, x).numpy()[0]
+    assert np.abs(grad[t + 1:]).max(initial=0) == 0
+    assert np.abs(grad[t]).max() > 0
+
+
+def test_sampling_shapes_temperature_and_seeds():
+  model = _model()
+  _randomise(model)
+  context = _video(2, 1)
+  a = model.sample({"video": context}, 4, temperature=0.7, seed=(1, 2))
+  assert a.shape == (2, 4, 8, 8, 1) and a.dtype == tf.uint8
+  np.testing.assert_array_equal(a, model.sample({"video": context}, 4, temperature=0.7, seed=(1, 2)))
+  assert not np.array_equal(a, model.sample({"video": context}, 4, temperature=0.7, seed=(3, 4)))
+  np.testing.assert_array_equal(model.sample({"video": context}, 3, temperature=0.0, seed=(1, 2)),
+                                model.sample({"video": context}, 3, temperature=0.0, seed=(9, 9)))
+
+
+def test_sampling_at_temperature_zero_gives_the_prior_means():
+  model = _model(num_context_latents=1)
+  _randomise(model)
+  context = _video(1, 1)
+  frame = model.sample({"video": context}, 1, temperature=0.0)[:, 0]
+  windows = model._context_windows(context)
+  u = None
+  zs = [None] * len(model.priors)
+  for level in reversed(range(len(model.priors))):
+    mu, _ = model.priors[level].conditional_params(windows[level], u)
+    zs[level] = mu
+    u = model.glow.decode_level(level, mu, u)
+  np.testing.assert_array_equal(frame, model.decode_frames(zs))
+
+
+@pytest.mark.parametrize("prior", ["conv3d_net", "pointwise"])
+def test_hundred_frame_rollout(prior):
+  model = _model(prior=prior)
+  frames = model.sample({"video": _video(1, 1)}, 100, temperature=0.5, seed=(0, 1))
+  assert frames.shape == (1, 100, 8, 8, 1)
+
+
+def test_unconditional_generation_without_context_frames():
+  model = _model()
+  assert model.sample({"video": tf.zeros([2, 0, 8, 8, 1], tf.uint8)}, 3, 0.5).shape == (2, 3, 8, 8, 1)
+
+
+def test_encode_decode_and_interpolation():
+  model = _model()
+  _randomise(model)
+  frames = _video(2, 2)
+  a, b = frames[:, 0], frames[:, 1]
+  np.testing.assert_array_equal(model.decode_frames(model.encode_frames(a)), a)
+  path = model.interpolate(a, b, 4)
+  assert path.shape == (2, 4, 8, 8, 1)
+  np.testing.assert_array_equal(path[:, 0], a)
+  np.testing.assert_array_equal(path[:, -1], b)
+  top_only = model.interpolate(a, b, 3, levels=[1])
+  assert not np.array_equal(top_only[:, -1], b)  # level 0 kept frame a's latents
+  with pytest.raises(ValueError, match="levels"):
+    model.interpolate(a, b, 3, levels=[5])
+
+
+def test_next_frame_score_matches_log_prob():
+  model = _model()
+  video = _video(2, 2)
+  score = model.next_frame_bpp(video[:, :1], video[:, 1], seed=(3, 3))
+  expected = model.log_prob_bpp({"video": video}, 1, seed=tf.constant([3, 3]))[:, 0]
+  np.testing.assert_allclose(score, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("changes", [
+    {"prior": "conv_net"}, {"prior": "pointwise"}, {"prior_dilations": False}, {"prior_gating": False},
+    {"latent_skip": False}, {"coupling": "additive", "coupling_activation": "gated"}, {"num_context_latents": 2},
+])
+def test_ablations_build_and_train(changes):
+  model = _model(num_target=2, num_train_frames=3, **changes)
+  video = _video(2, 3)
+  model.initialize({"video": video})
+  with tf.GradientTape() as tape:
+    loss, metrics = model.compute_loss({"video": video}, training=True)
+    mean_loss = tf.reduce_mean(loss)
+  grads = tape.gradient(mean_loss, model.trainable_weights)
+  assert np.all(np.isfinite(loss)) and set(metrics) == {"bpp", "first_frames_prior_nll"}
+  np.testing.assert_allclose(loss, metrics["bpp"] + metrics["first_frames_prior_nll"])
+  missing = [v.path for v, g in zip(model.trainable_weights, grads) if g is None]
+  assert not missing, f"no gradient reaches {missing}"
+
+
+def test_ablation_switches_change_the_architecture():
+  weights = lambda **kw: sum(int(np.prod(v.shape)) for v in _model(**kw).trainable_weights)
+  base = weights()
+  assert weights(prior_dilations=False) < base
+  assert weights(prior_gating=False) != base
+
+
+def test_bad_input():
+  with pytest.raises(ValueError, match="num_train_frames=1"):
+    _model(num_train_frames=1, num_cond_frames=1)
+  with pytest.raises(HParamsError, match="coupling"):
+    override(videoflow_tiny(), "coupling=sum")
+  model = _model()
+  with pytest.raises(ValueError, match="uint8"):
+    model.sample({"video": tf.zeros([1, 1, 16, 16, 1], tf.uint8)}, 2)
+  with pytest.raises(ValueError, match="temperature"):
+    model.sample({"video": _video(1, 1)}, 2, temperature=-1.0)
+  with pytest.raises(ValueError, match="no frame to score"):
+    model.log_prob_bpp({"video": _video(1, 1)}, 1)
+
+
+def test_short_training_lowers_held_out_bpp(tmp_path):
+  from t2v.problems.stochastic_shapes import StochasticShapes
+  problem = StochasticShapes(data_dir=str(tmp_path), config="tiny32")
+  problem.prepare()
+  spec = problem.spec()
+  hp = override(videoflow_tiny(), "batch_size=8,learning_rate=0.005")
+  tf.random.set_seed(0)
+  model = VideoFlow(hp, spec)
+  train = iter(problem.dataset(problem.train_split, batch_size=8, num_frames=model.num_train_frames, training=True))
+  held_out = next(iter(problem.dataset(problem.eval_split, batch_size=16, training=False)))
+  model.initialize(next(train))
+  evaluate = lambda: float(tf.reduce_mean(model.log_prob_bpp(held_out, spec.num_input_frames, seed=tf.constant([0, 0]))))
+  before = evaluate()
+  optimizer = keras.optimizers.Adam(hp.learning_rate)
+
+  @tf.function
+  def step(batch):
+    with tf.GradientTape() as tape:
+      loss = tf.reduce_mean(model.compute_loss(batch, training=True)[0])
+    optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_weights), model.trainable_weights))
+    return loss
+
+  for _ in range(30):
+    step(next(train))
+  after = evaluate()
+  assert after < before - 0.5, (before, after)

@@ -1,7 +1,9 @@
 """The contract between every t2v model and the trainer, decoder and hub exporter.
 
 A batch is a dict of tensors: `video` uint8 [B, T, H, W, C] and, where the problem has them, `label` int32 [B]
-and `caption` string [B]. A model never reads files and never sees a Problem: it gets a `VideoSpec`.
+and `caption` string [B]. The trainer adds `seed`, an int32 [2] stateless seed that models use for any
+randomness of the step (e.g. dequantisation noise), so that a resumed run repeats an uninterrupted one exactly.
+A model never reads files and never sees a Problem: it gets a `VideoSpec`.
 
 The trainer calls, in this order:
   1. `model = ModelClass(hparams, spec)` inside the strategy scope;

@@ -1,0 +1,144 @@
+"""VideoFlow speed and memory on this machine: training frames/s, achieved FLOP/s against the measured conv peak,
+peak memory, time to the first step, and the time to sample 20 frames.
+
+    python benchmarks/videoflow_benchmark.py --hparams_set=videoflow_cpu
+    python benchmarks/videoflow_benchmark.py --hparams_set=videoflow_bair_qual --batch_size=4 --steps=3
+
+Each configuration runs in its own process so that its peak resident memory is its own. FLOPs are counted
+analytically from the architecture (multiply-adds of every convolution and 1x1 matrix product, x2), because
+TensorFlow's graph profiler counts a `tf.while_loop` body once, not once per flow step; a training step is
+taken as 3x the forward FLOPs (forward + backward w.r.t. activations and weights). Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import time
+
+
+def measure_conv_peak(seconds: float = 3.0) -> float:
+  """FLOP/s of a large 3x3 convolution, the best the machine does on this model's dominant op."""
+  import tensorflow as tf
+  x = tf.random.normal([8, 32, 32, 256])
+  w = tf.random.normal([3, 3, 256, 256])
+  conv = tf.function(lambda x: tf.nn.conv2d(x, w, 1, "SAME"))
+  conv(x).numpy()
+  flops = 2 * 8 * 32 * 32 * 9 * 256 * 256
+  runs, start = 0, time.perf_counter()
+  while time.perf_counter() - start < seconds:
+    conv(x).numpy()
+    runs += 1
+  return flops * runs / (time.perf_counter() - start)
+
+
+def flow_forward_flops(hp, frame_shape) -> int:
+  """FLOPs of the per-frame Glow on one frame: coupling networks and 1x1 convolutions."""
+  height, width, channels = frame_shape
+  total = 0
+  c = channels
+  for level in range(hp.num_levels):
+    c *= 4
+    pixels = (height // 2 ** (level + 1)) * (width // 2 ** (level + 1))
+    pre = 2 * hp.hidden_channels if hp.coupling_activation == "gated" else hp.hidden_channels
+    c_in = c - c // 2
+    c_out = 2 * (c // 2) if hp.coupling == "affine" else c // 2
+    per_step = 9 * c_in * pre + hp.hidden_channels * pre + 9 * hp.hidden_channels * c_out + c * c
+    total += 2 * pixels * per_step * hp.depth
+    if level < hp.num_levels - 1:
+      c = c - c // 2
+  return total
+
+
+def prior_forward_flops(model) -> int:
+  """FLOPs of every level's conditional prior for one frame (counted from the built layers' kernels)."""
+  total = 0
+  for prior, (h, w, _) in zip(model.priors, model.glow.latent_shapes):
+    k = prior.num_context if prior.kind == "conv3d_net" else 1
+    for weight in prior.weights:
+      if weight.path.endswith("kernel") and len(weight.shape) >= 4 and "first_frame" not in weight.path:
+        macs = 1
+        for size in weight.shape:
+          macs *= int(size)
+        total += 2 * h * w * macs * k
+  return total
+
+
+def run_config(args) -> dict:
+  import keras
+  import tensorflow as tf
+
+  from t2v import registry
+  from t2v.hparams import override
+  from t2v.problems.spec import VideoSpec
+
+  launch = time.perf_counter()
+  hp = override(registry.hparams_set(args.hparams_set), args.hparams)
+  if args.batch_size:
+    hp = override(hp, {"batch_size": args.batch_size})
+  size = args.frame_size
+  spec = VideoSpec((size, size, args.channels), hp.num_cond_frames or 1, 1)
+  model = registry.model("videoflow")(hp, spec)
+  frames = model.num_train_frames
+  rng = tf.random.Generator.from_seed(0)
+  video = tf.cast(rng.uniform([hp.batch_size, frames, size, size, args.channels], 0, 256, tf.int32), tf.uint8)
+  batch = {"video": video}
+  model.initialize(batch)
+  optimizer = keras.optimizers.Adam(hp.learning_rate)
+
+  @tf.function(jit_compile=args.xla)
+  def train_step(batch):
+    with tf.GradientTape() as tape:
+      loss = tf.reduce_mean(model.compute_loss(batch, training=True)[0])
+    grads = tape.gradient(loss, model.trainable_weights)
+    optimizer.apply_gradients(zip(grads, model.trainable_weights))
+    return loss
+
+  train_step(batch).numpy()
+  first_step = time.perf_counter() - launch
+  start = time.perf_counter()
+  for _ in range(args.steps):
+    train_step(batch).numpy()
+  step_time = (time.perf_counter() - start) / args.steps
+  num_frames = hp.batch_size * frames
+  flops = 3 * (num_frames * flow_forward_flops(hp, spec.frame_shape)
+               + hp.batch_size * (frames - model.num_cond_frames) * prior_forward_flops(model))
+  context = video[:1, :model.num_cond_frames]
+  model.sample({"video": context}, 2, 0.5).numpy()  # trace
+  start = time.perf_counter()
+  model.sample({"video": context}, 20, 0.5).numpy()
+  sample_time = time.perf_counter() - start
+  return {
+      "hparams_set": args.hparams_set, "hparams": args.hparams, "frame_size": size, "batch_size": hp.batch_size,
+      "frames_per_example": frames, "xla": args.xla, "seconds_to_first_step": round(first_step, 2),
+      "step_seconds": round(step_time, 4), "train_frames_per_second": round(num_frames / step_time, 2),
+      "train_step_gflop": round(flops / 1e9, 2), "achieved_gflops": round(flops / step_time / 1e9, 2),
+      "sample_20_frames_seconds": round(sample_time, 2),
+      "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+  }
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--hparams_set", default="videoflow_cpu")
+  parser.add_argument("--hparams", default="")
+  parser.add_argument("--batch_size", type=int, default=0, help="0: the preset's")
+  parser.add_argument("--frame_size", type=int, default=64)
+  parser.add_argument("--channels", type=int, default=3)
+  parser.add_argument("--steps", type=int, default=10)
+  parser.add_argument("--xla", action="store_true", help="jit_compile the training step")
+  args = parser.parse_args()
+  result = run_config(args)
+  peak = measure_conv_peak()
+  result["conv_peak_gflops"] = round(peak / 1e9, 2)
+  result["fraction_of_conv_peak"] = round(result["achieved_gflops"] * 1e9 / peak, 3)
+  import tensorflow as tf
+  gpus = tf.config.list_physical_devices("GPU")
+  result["device"] = f"{len(gpus)} GPU" if gpus else f"CPU, {os.cpu_count()} cores"
+  print(json.dumps(result))
+
+
+if __name__ == "__main__":
+  main()

@@ -13,7 +13,7 @@ from t2v.hparams import HParamsError, override
 from t2v.models.likelihood import bits_per_pixel, dequantize, quantize
 from t2v.models.videoflow import VideoFlow
 from t2v.models.videoflow_hparams import videoflow_tiny
-from t2v.models.videoflow_prior import gaussian
+from t2v.models.videoflow_prior import PRIOR_KINDS, LatentPrior, gaussian
 from t2v.problems.spec import VideoSpec
 
 tfd = tfp.distributions
@@ -88,10 +88,11 @@ def test_frame_log_prob_equals_change_of_variables_by_autodiff():
   np.testing.assert_allclose(float(got), prior_log_prob + log_det, rtol=1e-4, atol=1e-3)
 
 
-@pytest.mark.parametrize("prior", ["conv3d_net", "conv_net", "pointwise"])
+@pytest.mark.parametrize("prior", PRIOR_KINDS)
 def test_prior_is_causal(prior):
   """The log-likelihood of frame t has zero gradient with respect to later frames, and a non-zero one with
-  respect to its context."""
+  respect to its context: the last K frames for the windowed priors, every earlier frame for conv_lstm (its
+  long memory reaches frames older than K)."""
   model = _model(num_input=1, num_target=4, prior=prior, num_context_latents=2)
   _randomise(model)
   y = tf.Variable(tf.random.stateless_uniform([1, 5, 8, 8, 1], seed=[1, 1]) - 0.5)
@@ -102,9 +103,51 @@ def test_prior_is_causal(prior):
     for later in range(t + 1, 5):
       np.testing.assert_array_equal(grad[later], 0.0, err_msg=f"frame {t} depends on frame {later}")
     if t >= 2:  # with K = 2 context latents the conditional prior sees frames t-2 and t-1 (pointwise: t-1)
-      context = [t - 1] if prior == "pointwise" else [t - 2, t - 1]
-      assert all(np.abs(grad[c]).max() > 0 for c in context)
+      if prior == "conv_lstm":
+        context = list(range(t))
+      else:
+        context = [t - 1] if prior == "pointwise" else [t - 2, t - 1]
+      assert all(np.abs(grad[c]).max() > 0 for c in context), (t, [np.abs(grad[c]).max() for c in context])
       assert np.abs(grad[:min(context)]).max(initial=0) == 0
+
+
+def _prior_and_latents(kind, cond_channels, num_frames=6, seed=0):
+  """A randomised LatentPrior (K = 2) with latents z [2, T, 4, 4, 2] and h [2, T, 4, 4, 3] (None at the top)."""
+  prior = LatentPrior((4, 4, 2), cond_channels, kind, num_context=2, depth=1, width=8)
+  z = tf.random.stateless_normal([2, num_frames, 4, 4, 2], seed=[seed, 1])
+  h = tf.random.stateless_normal([2, num_frames, 4, 4, cond_channels], seed=[seed, 2]) if cond_channels else None
+  prior.sequence_log_prob(z, h, 0)  # builds every layer
+  _randomise(prior, stddev=0.1, seed=seed)
+  return prior, z, h
+
+
+@pytest.mark.parametrize("cond_channels", [0, 3])
+@pytest.mark.parametrize("kind", PRIOR_KINDS)
+def test_sequence_log_prob_from_first_is_the_tail_of_the_whole_sequence(kind, cond_channels):
+  """Scoring from `first` on gives the tail of scoring from 0: the conv_lstm state still reads every frame."""
+  prior, z, h = _prior_and_latents(kind, cond_channels)
+  whole = prior.sequence_log_prob(z, h, 0).numpy()
+  for first in (1, 2, 4, 5):
+    np.testing.assert_allclose(prior.sequence_log_prob(z, h, first), whole[:, first:], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cond_channels", [0, 3])
+@pytest.mark.parametrize("kind", PRIOR_KINDS)
+def test_sampling_state_reproduces_the_teacher_forced_log_prob(kind, cond_channels):
+  """initial_state / context_state, params and advance, stepped one frame at a time as the sampler does, give
+  the log-probabilities of sequence_log_prob."""
+  prior, z, h = _prior_and_latents(kind, cond_channels)
+  h_at = lambda t: None if h is None else h[:, t]
+  whole = prior.sequence_log_prob(z, h, 0).numpy()
+  for num_context in (0, 1, 3):
+    state = prior.context_state(z[:, :num_context], h if h is None else h[:, :num_context]) if num_context \
+        else prior.initial_state(2)
+    stepped = []
+    for t in range(num_context, 6):
+      mu, log_sigma, state = prior.params(state, h_at(t), t)
+      stepped.append(gaussian(mu, log_sigma).log_prob(z[:, t]))
+      state = prior.advance(state, z[:, t])
+    np.testing.assert_allclose(np.stack(stepped, 1), whole[:, num_context:], rtol=1e-5, atol=1e-4)
 
 
 def test_causal_conv3d_never_sees_the_future():
@@ -121,8 +164,9 @@ def test_causal_conv3d_never_sees_the_future():
     assert np.abs(grad[t]).max() > 0
 
 
-def test_sampling_shapes_temperature_and_seeds():
-  model = _model()
+@pytest.mark.parametrize("prior", ["conv3d_net", "conv_lstm"])
+def test_sampling_shapes_temperature_and_seeds(prior):
+  model = _model(prior=prior)
   _randomise(model)
   context = _video(2, 1)
   a = model.sample({"video": context}, 4, temperature=0.7, seed=(1, 2))
@@ -133,31 +177,43 @@ def test_sampling_shapes_temperature_and_seeds():
                                 model.sample({"video": context}, 3, temperature=0.0, seed=(9, 9)))
 
 
-def test_sampling_at_temperature_zero_gives_the_prior_means():
-  model = _model(num_context_latents=1)
+@pytest.mark.parametrize("prior", ["conv3d_net", "conv_lstm"])
+def test_sampling_at_temperature_zero_gives_the_prior_means(prior):
+  """The frame after a 2-frame context at T = 0 decodes the conditional means, computed here teacher-forced
+  from the context latents (windows for conv3d_net, the conv_lstm recurrence over the whole context)."""
+  model = _model(num_context_latents=1, prior=prior)
   _randomise(model)
-  context = _video(1, 1)
+  context = _video(1, 2)
   frame = model.sample({"video": context}, 1, temperature=0.0)[:, 0]
-  windows = model._context_windows(context)
+  context_zs, context_hs, _ = model.encode_latents(dequantize(context, noise="midpoint") - 0.5)
   u = None
   zs = [None] * len(model.priors)
   for level in reversed(range(len(model.priors))):
-    mu, _ = model.priors[level].conditional_params(windows[level], u)
+    prior_l, past = model.priors[level], context_zs[level]
+    if prior == "conv_lstm":  # the recurrence's last output reads (z_1, h_2); steps 1 and 2 teacher-forced
+      h = None if u is None else tf.concat([context_hs[level], u[:, None]], axis=1)  # [1, 3, h, w, c]
+      outputs, _ = prior_l._recurrence(tf.concat([past, past[:, -1:]], axis=1), h)  # z_2 is not read
+      mu, _ = prior_l._output_params(prior_l.output_conv(outputs[:, -1]), past[:, -1])
+    else:
+      mu, _ = prior_l.conditional_params(past[:, -1:], u)
     zs[level] = mu
     u = model.glow.decode_level(level, mu, u)
   np.testing.assert_array_equal(frame, model.decode_frames(zs))
 
 
-@pytest.mark.parametrize("prior", ["conv3d_net", "pointwise"])
+@pytest.mark.parametrize("prior", ["conv3d_net", "pointwise", "conv_lstm"])
 def test_hundred_frame_rollout(prior):
   model = _model(prior=prior)
   frames = model.sample({"video": _video(1, 1)}, 100, temperature=0.5, seed=(0, 1))
   assert frames.shape == (1, 100, 8, 8, 1)
 
 
-def test_unconditional_generation_without_context_frames():
-  model = _model()
-  assert model.sample({"video": tf.zeros([2, 0, 8, 8, 1], tf.uint8)}, 3, 0.5).shape == (2, 3, 8, 8, 1)
+@pytest.mark.parametrize("prior", ["conv3d_net", "conv_lstm"])
+def test_unconditional_generation_and_any_context_length(prior):
+  model = _model(prior=prior, num_context_latents=2)
+  for num_context in (0, 3):  # the same model, one sampling graph per context length
+    video = _video(2, num_context)
+    assert model.sample({"video": video}, 3, 0.5).shape == (2, 3, 8, 8, 1)
 
 
 def test_encode_decode_and_interpolation():
@@ -187,6 +243,7 @@ def test_next_frame_score_matches_log_prob():
 @pytest.mark.parametrize("changes", [
     {"prior": "conv_net"}, {"prior": "pointwise"}, {"prior_dilations": False}, {"prior_gating": False},
     {"latent_skip": False}, {"coupling": "additive", "coupling_activation": "gated"}, {"num_context_latents": 2},
+    {"prior": "conv_lstm"}, {"prior": "conv_lstm", "latent_skip": False, "num_context_latents": 2},
 ])
 def test_ablations_build_and_train(changes):
   model = _model(num_target=2, num_train_frames=3, **changes)
@@ -249,3 +306,16 @@ def test_short_training_lowers_held_out_bpp(tmp_path):
     step(next(train))
   after = evaluate()
   assert after < before - 0.5, (before, after)
+
+
+@pytest.mark.parametrize("prior", ["conv3d_net", "conv_net", "pointwise", "conv_lstm"])
+def test_checkpoint_restores_every_weight_into_a_fresh_model(prior, tmp_path):
+  """The model alone (no optimizer) round-trips through tf.train.Checkpoint: layers kept in lists included."""
+  model = _model(prior=prior)
+  _randomise(model, stddev=0.5)
+  path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
+  fresh = _model(prior=prior)
+  tf.train.Checkpoint(model=fresh).restore(path).assert_consumed()
+  assert len(fresh.weights) == len(model.weights)
+  for a, b in zip(model.weights, fresh.weights):
+    np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)

@@ -21,6 +21,7 @@ import tensorflow_probability as tfp
 
 from t2v.bijectors.flow_steps import FlowStepParams, FlowSteps
 from t2v.bijectors.squeeze import Squeeze
+from t2v.layers.tracking import track_layers
 
 tfb = tfp.bijectors
 
@@ -81,6 +82,7 @@ class MultiScaleGlow(keras.layers.Layer):
         c = c - c // 2
       else:
         self.latent_shapes.append((*size, c))
+    self.step_params = track_layers(self, "level", self.step_params)
     self.squeeze = Squeeze()
 
   def level_bijector(self, level: int) -> tfb.Chain:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from t2v.layers.tracking import track_layers
+
 
 class CausalConv3D(keras.layers.Layer):
   """A [kt, kh, kw] convolution, causal in time, 'same' in space, optional spatial dilation.
@@ -91,6 +93,7 @@ class ResidualBlock3D(keras.layers.Layer):
                 else CausalConv3D(filters, (1, 1, 1), name=f"conv_mid_d{d}"))
       last = CausalConv3D(filters, (2, 3, 3), dilation=d, zero_init=True, name=f"conv_out_d{d}")
       self.branches.append((first, middle, last))
+      track_layers(self, f"dilation_{d}", (first, middle, last))
 
   def call(self, x):
     out = x

@@ -9,8 +9,10 @@
       `num_cond_frames` frames; evaluation scores whole clips in bits per pixel.
 §5    Sampling conditions on frames and rolls out any number of frames, level by level from the top: sample
       z_t^(L), invert level L to get h_t^(L-1), sample z_t^(L-1) given it, and so on; a temperature T scales
-      every sigma. Tools: per-level latents of a frame and their exact inverse (§5.3 interpolation) and the
-      likelihood of a candidate next frame (§5.5 out-of-sequence detection).
+      every sigma. Each level's prior carries a state through the rollout: the window of its last K latents,
+      or the conv_lstm prior's recurrent state (§6's remedy for forgetting occluded objects). Tools: per-level
+      latents of a frame and their exact inverse (§5.3 interpolation) and the likelihood of a candidate next
+      frame (§5.5 out-of-sequence detection).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import math
 import tensorflow as tf
 
 from t2v.bijectors.glow import MultiScaleGlow
+from t2v.layers.tracking import track_layers
 from t2v.models.base import VideoModel
 from t2v.models.likelihood import bits_per_pixel, dequantize, quantize
 from t2v.models.videoflow_hparams import VideoFlowHParams
@@ -52,12 +55,15 @@ class VideoFlow(VideoModel):
           latent_shape, 0 if top else self.glow.cond_shapes[level][-1], hp.prior, hp.num_context_latents,
           hp.prior_depth, hp.prior_width, hp.prior_dilations, hp.prior_gating, hp.latent_skip,
           name=f"prior_{level}"))
+    self.priors = track_layers(self, "prior", self.priors)
     self._initialized = self.add_weight(shape=(), dtype="int32", initializer="zeros", trainable=False,
                                         name="initialized")
     # ---- wiring: create every variable now, so a checkpoint restores into a complete model
     num_frames = hp.num_context_latents + 1
     self.frame_log_probs(tf.zeros([1, num_frames, *spec.frame_shape]), first=0)
-    self._sample_graph = tf.function(self._sample_frames, reduce_retracing=True)
+    # one graph per number of context frames: the context's length decides statically whether there are latents
+    # to encode and how each prior builds its state; the batch size may vary within a graph
+    self._sample_graphs = {}
 
   @property
   def num_dims(self) -> int:
@@ -124,7 +130,7 @@ class VideoFlow(VideoModel):
     video = batch["video"]
     if video.shape[1] is not None and video.shape[1] <= first:
       raise ValueError(f"a {video.shape[1]}-frame video has no frame to score after {first} conditioning frames")
-    zs, hs, log_det = self.encode_latents(dequantize(video) - _CENTRE)
+    zs, hs, log_det = self.encode_latents(dequantize(video, batch.get("seed")) - _CENTRE)
     bpp = tf.reduce_mean(bits_per_pixel(self._log_probs_of_latents(zs, hs, log_det, first), self.num_dims), 1)
     metrics = {"bpp": bpp}  # [B]
     num_unconditional = min(self.hparams.num_context_latents, first)
@@ -156,53 +162,49 @@ class VideoFlow(VideoModel):
     if video.dtype != tf.uint8 or video.shape.rank != 5 or tuple(video.shape[2:]) != self.spec.frame_shape:
       raise ValueError(f"inputs['video'] must be uint8 [B, T, {', '.join(map(str, self.spec.frame_shape))}], "
                        f"got {video.dtype.name} {video.shape}")
-    return self._sample_graph(video, tf.constant(num_frames), tf.constant(temperature, tf.float32),
-                              tf.cast(tf.convert_to_tensor(seed), tf.int32))
+    num_context = video.shape[1]
+    if num_context not in self._sample_graphs:
+      self._sample_graphs[num_context] = tf.function(self._sample_frames, reduce_retracing=True)
+    return self._sample_graphs[num_context](video, tf.constant(num_frames), tf.constant(temperature, tf.float32),
+                                            tf.cast(tf.convert_to_tensor(seed), tf.int32))
 
-  def _context_windows(self, video):
-    """The last K latents of each level for the conditioning frames, zero-padded in front: [B, K, h, w, c]."""
-    k = self.hparams.num_context_latents
-    batch = tf.shape(video)[0]
+  def _context_states(self, video):
+    """Each level's prior state after the conditioning frames video [B, Tc, H, W, C] (Tc may be 0).
+
+    A window of the last K latents [B, K, h, w, c] (zero-padded in front), or the conv_lstm prior's recurrent
+    state, which has read every conditioning frame (see `LatentPrior.context_state`).
+    """
     if video.shape[1] == 0:
-      return [tf.zeros(tf.concat([[batch, k], shape], 0)) for shape in self.glow.latent_shapes]
-    zs, _, _ = self.encode_latents(dequantize(video, noise="midpoint") - _CENTRE)
-    windows = []
-    for z in zs:
-      z = z[:, -k:]
-      pad = k - z.shape[1]
-      windows.append(tf.pad(z, [[0, 0], [pad, 0], [0, 0], [0, 0], [0, 0]]))  # [B, K, h, w, c]
-    return windows
+      batch = tf.shape(video)[0]
+      return [prior.initial_state(batch) for prior in self.priors]
+    zs, hs, _ = self.encode_latents(dequantize(video, noise="midpoint") - _CENTRE)
+    return [prior.context_state(zs[level], hs[level] if level < len(hs) else None)
+            for level, prior in enumerate(self.priors)]
 
-  def _sample_next(self, windows, t, temperature, seed):
-    """One frame at time t, top level first. Returns (y_t [B, H, W, C], new latents per level)."""
-    batch = tf.shape(windows[0])[0]
-    use_context = t >= self.hparams.num_context_latents
-    u, new = None, [None] * len(self.priors)
+  def _sample_next(self, states, t, temperature, seed):
+    """One frame at time t, top level first. Returns (y_t [B, H, W, C], the priors' states after frame t)."""
+    u, states = None, list(states)
     for level in reversed(range(len(self.priors))):
       prior = self.priors[level]
-      mu_c, log_sigma_c = prior.conditional_params(windows[level], u)
-      mu_u, log_sigma_u = prior.unconditional_params(u, batch)
-      mu = tf.where(use_context, mu_c, mu_u)
-      log_sigma = tf.where(use_context, log_sigma_c, log_sigma_u)
+      mu, log_sigma, state = prior.params(states[level], u, t)
       level_seed = tf.random.experimental.stateless_fold_in(tf.random.experimental.stateless_fold_in(seed, t),
                                                             level)
       eps = tf.random.stateless_normal(tf.shape(mu), seed=level_seed)
       z = mu + temperature * tf.exp(log_sigma) * eps
       u = self.glow.decode_level(level, z, u)
-      new[level] = z
-    return u, new
+      states[level] = prior.advance(state, z)
+    return u, states
 
   def _sample_frames(self, video, num_frames, temperature, seed):
-    windows = self._context_windows(video)
+    states = self._context_states(video)
     start = tf.shape(video)[1]
     frames = tf.TensorArray(tf.uint8, size=num_frames, element_shape=[None, *self.spec.frame_shape])
 
-    def body(i, windows, frames):
-      y, zs = self._sample_next(windows, start + i, temperature, seed)
-      windows = [tf.concat([w[:, 1:], z[:, None]], axis=1) for w, z in zip(windows, zs)]
-      return i + 1, windows, frames.write(i, quantize(y + _CENTRE))
+    def body(i, states, frames):
+      y, states = self._sample_next(states, start + i, temperature, seed)
+      return i + 1, states, frames.write(i, quantize(y + _CENTRE))
 
-    _, _, frames = tf.while_loop(lambda i, *_: i < num_frames, body, (tf.constant(0), windows, frames))
+    _, _, frames = tf.while_loop(lambda i, *_: i < num_frames, body, (tf.constant(0), states, frames))
     return tf.transpose(frames.stack(), [1, 0, 2, 3, 4])  # [B, num_frames, H, W, C]
 
   # ---- §5.3, §5.5: latent tools ----------------------------------------------------------------------

@@ -18,10 +18,12 @@ class VideoFlowHParams(HParams):
   coupling: str = choice("affine", "affine", "additive")
   coupling_activation: str = choice("relu", "relu", "gated")
   # Prior p(z_t | z_<t, h_t).
-  prior: str = choice("conv3d_net", "conv3d_net", "conv_net", "pointwise")
+  # conv_lstm: a 3x3 convolutional LSTM state per level over all past frames (VideoFlow §6), width prior_width;
+  # prior_depth, prior_dilations and prior_gating do not apply to it.
+  prior: str = choice("conv3d_net", "conv3d_net", "conv_net", "pointwise", "conv_lstm")
   num_context_latents: int = 1  # K past latents per level; frames t < K use the unconditional prior
   prior_depth: int = 5  # residual blocks
-  prior_width: int = 256
+  prior_width: int = 256  # hidden channels (conv_lstm: LSTM state channels)
   prior_dilations: bool = True  # parallel dilation rates 1, 2, 4 (appendix E ablation)
   prior_gating: bool = True  # gated activation units (appendix E ablation)
   latent_skip: bool = True  # mu = z_{t-1} + dz (appendix E ablation)

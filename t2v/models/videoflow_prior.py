@@ -7,10 +7,25 @@ frame t's flow that continues above level l (a function of z_t^(>l); absent at t
               residual blocks of time-causal 3-D convolutions (dilations 1, 2, 4 in parallel; gated activation
               units), take the last time step and a zero-initialised 1x1 conv -> (dz, log sigma);
   conv_net    the same inputs with the K latents stacked along channels, through 2-D 3x3 convolutions;
-  pointwise   a zero-initialised 1x1 conv of (z_{t-1}, projection of h_t).
+  pointwise   a zero-initialised 1x1 conv of (z_{t-1}, projection of h_t);
+  conv_lstm   a recurrent state per level instead of a window (the paper's proposed remedy for forgetting
+              occluded objects, §6): a 3x3 convolutional LSTM of width `width` reads x_t = (z_{t-1}, projection
+              of h_t) at every frame t >= 1, so its state has seen every earlier frame, not only the last K; its
+              output goes through a zero-initialised 1x1 conv -> (dz, log sigma). (depth, dilations and gating
+              do not apply to it.)
 With the temporal skip connection mu = z_{t-1} + dz, otherwise mu = dz.
 Frames t < K have too little context: they use a learned unconditional prior (a zero-initialised 3x3 conv of
-h_t below the top, a learned per-position Gaussian at the top).
+h_t below the top, a learned per-position Gaussian at the top). The conv_lstm recurrence still steps on them.
+
+Two ways to evaluate the prior:
+  teacher forcing  `sequence_log_prob(z, h, first)` scores a whole sequence of known latents at once: windows
+                   of K latents folded into the batch, or (conv_lstm) one `tf.scan` over time;
+  sampling         the prior as a state machine over frames, for a rollout whose latents are drawn one frame at
+                   a time: `initial_state(batch)` (nothing seen) or `context_state(z, h)` (after the
+                   conditioning frames), then per frame t `params(state, h_t, t)` -> (mu, log_sigma, state) and,
+                   once z_t is drawn, `advance(state, z_t)`. The windowed kinds' state is the window of the
+                   last K latents [N, K, h, w, c] (zero-padded in front); conv_lstm's is (z_{t-1}, (h, c)), the
+                   last latent and the LSTM state. Both ways give the same log-probabilities.
 """
 
 from __future__ import annotations
@@ -19,16 +34,38 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from t2v.layers.conv_lstm import ConvLSTMCell
 from t2v.layers.residual3d import CausalConv3D, ResidualBlock3D
+from t2v.layers.tracking import track_layers
 
 tfd = tfp.distributions
 
-PRIOR_KINDS = ("conv3d_net", "conv_net", "pointwise")
+PRIOR_KINDS = ("conv3d_net", "conv_net", "pointwise", "conv_lstm")
+RECURRENT_KINDS = ("conv_lstm",)  # kinds whose sampling state is a recurrent state, not a window of K latents
+_LSTM_KERNEL = 3  # spatial kernel of the conv_lstm prior's input and recurrent convolutions
+
+
+def _fold(x: tf.Tensor) -> tf.Tensor:
+  """[B, n, ...] -> [B*n, ...]: frames folded into the batch."""
+  shape = tf.shape(x)
+  return tf.reshape(x, tf.concat([[shape[0] * shape[1]], shape[2:]], 0))  # [B*n, ...]
 
 
 def _conv2d(filters, kernel, zero_init=False, name=None):
   init = "zeros" if zero_init else keras.initializers.RandomNormal(stddev=0.05)
   return keras.layers.Conv2D(filters, kernel, padding="same", kernel_initializer=init, name=name)
+
+
+# A smooth floor on log sigma: log_sigma = floor + softplus(raw - floor). Background latents repeat almost exactly
+# from frame to frame, so an unbounded sigma collapses towards 0 and the rare frame that differs there costs
+# an enormous loss (measured: loss spikes of 1e10 after ~2000 steps of videoflow_cpu). The bound costs no
+# expressiveness: the flow can scale its latents up instead. At initialisation (raw = 0) sigma is ~1.
+LOG_SIGMA_FLOOR = -5.0
+
+
+def bounded_log_sigma(raw: tf.Tensor) -> tf.Tensor:
+  """log sigma >= LOG_SIGMA_FLOOR, smoothly; ~raw when raw is well above the floor."""
+  return LOG_SIGMA_FLOOR + tf.nn.softplus(raw - LOG_SIGMA_FLOOR)
 
 
 def gaussian(mu: tf.Tensor, log_sigma: tf.Tensor) -> tfd.Distribution:
@@ -43,9 +80,10 @@ class LatentPrior(keras.layers.Layer):
     latent_shape: (h, w, c) of z at this level.
     cond_channels: channels of h_t at this level; 0 at the top level.
     kind: one of PRIOR_KINDS.
-    num_context: K, past latents the prior sees.
+    num_context: K, past latents the prior sees (conv_lstm: frames t < K still use the unconditional prior,
+      later ones the recurrent state, which has seen every earlier frame).
     depth: residual blocks (conv3d_net) or hidden conv layers (conv_net).
-    width: channels of the hidden layers.
+    width: channels of the hidden layers (conv_lstm: of the LSTM state).
     dilations: use the parallel dilation rates (1, 2, 4); False uses (1,) (ablation).
     gating: gated activation units inside the residual blocks (ablation when False).
     skip: temporal skip connection mu = z_{t-1} + dz (ablation when False).
@@ -81,15 +119,24 @@ class LatentPrior(keras.layers.Layer):
     if kind == "conv3d_net":
       self.input_conv = CausalConv3D(width, (1, 1, 1), name="input_conv")
       rates = (1, 2, 4) if dilations else (1,)
-      self.blocks = [ResidualBlock3D(width, rates, gating, name=f"residual_block_{i}") for i in range(depth)]
+      self.blocks = track_layers(self, "residual_block", [
+          ResidualBlock3D(width, rates, gating, name=f"residual_block_{i}") for i in range(depth)])
       self.output_conv = _conv2d(2 * c, 1, zero_init=True, name="output_conv")
     elif kind == "conv_net":
-      self.hidden = [_conv2d(width, 3, name=f"hidden_{i}") for i in range(depth)]
+      self.hidden = track_layers(self, "hidden", [_conv2d(width, 3, name=f"hidden_{i}") for i in range(depth)])
       self.output_conv = _conv2d(2 * c, 3, zero_init=True, name="output_conv")
+    elif kind == "conv_lstm":
+      self.cell = ConvLSTMCell(width, _LSTM_KERNEL, name="conv_lstm")
+      self.output_conv = _conv2d(2 * c, 1, zero_init=True, name="output_conv")
     else:  # pointwise
       self.output_conv = _conv2d(2 * c, 1, zero_init=True, name="output_conv")
 
-  # ---- the two parameter maps -----------------------------------------------------------------------
+  @property
+  def is_recurrent(self) -> bool:
+    """Whether the sampling state is a recurrent state (conv_lstm) rather than a window of K latents."""
+    return self.kind in RECURRENT_KINDS
+
+  # ---- the parameter maps -----------------------------------------------------------------------------
 
   def unconditional_params(self, h: tf.Tensor | None, batch_size: tf.Tensor):
     """(mu, log_sigma) [N, h, w, c] for frames without K predecessors."""
@@ -97,11 +144,17 @@ class LatentPrior(keras.layers.Layer):
       out = self.first_frame_net(h)
     else:
       out = tf.tile(self.first_frame_params[None], [batch_size, 1, 1, 1])
-    mu, log_sigma = tf.split(out, 2, axis=-1)
-    return mu, log_sigma
+    mu, raw_log_sigma = tf.split(out, 2, axis=-1)
+    return mu, bounded_log_sigma(raw_log_sigma)
 
   def conditional_params(self, past: tf.Tensor, h: tf.Tensor | None):
-    """(mu, log_sigma) [N, h, w, c] from past [N, K, h, w, c] (oldest first) and h [N, h, w, cond_channels]."""
+    """(mu, log_sigma) [N, h, w, c] from past [N, K, h, w, c] (oldest first) and h [N, h, w, cond_channels].
+
+    For the windowed kinds; conv_lstm reads a recurrent state instead (see `params`).
+    """
+    if self.is_recurrent:
+      raise ValueError(f"conditional_params takes a window of K latents, but prior={self.kind!r} carries a "
+                       "recurrent state: use params(state, h, t) or sequence_log_prob")
     k = self.num_context
     proj = None if h is None else self.cond_projection(h)  # [N, h, w, c]
     if self.kind == "conv3d_net":
@@ -125,16 +178,94 @@ class LatentPrior(keras.layers.Layer):
     else:  # pointwise
       x = past[:, -1] if proj is None else tf.concat([past[:, -1], proj], axis=-1)
       out = self.output_conv(x)
-    delta, log_sigma = tf.split(out, 2, axis=-1)
-    mu = past[:, -1] + delta if self.skip else delta
-    return mu, log_sigma
+    return self._output_params(out, past[:, -1])
 
-  # ---- teacher-forced likelihood of a whole sequence ----------------------------------------------
+  def _output_params(self, out: tf.Tensor, z_prev: tf.Tensor):
+    """(mu, log_sigma) [N, h, w, c] from the output conv's (dz, log sigma) [N, h, w, 2c] and z_{t-1}."""
+    delta, raw_log_sigma = tf.split(out, 2, axis=-1)
+    mu = z_prev + delta if self.skip else delta
+    return mu, bounded_log_sigma(raw_log_sigma)
+
+  def _lstm_input(self, z_prev: tf.Tensor, h: tf.Tensor | None) -> tf.Tensor:
+    """x_t = (z_{t-1}, 1x1 projection of h_t): [N, h, w, 2c] ([N, h, w, c] at the top level)."""
+    return z_prev if h is None else tf.concat([z_prev, self.cond_projection(h)], axis=-1)
+
+  def _recurrence(self, z: tf.Tensor, h: tf.Tensor | None):
+    """The conv_lstm over steps t = 1 .. T-1 of z [B, T, h, w, c] (T >= 1) from the zero state.
+
+    Step t reads (z_{t-1}, h_t). The input convolution runs once on all frames folded into the batch; only
+    the recurrent one runs inside `tf.scan` over time. Returns the outputs [B, T-1, h, w, width] (step t at
+    index t-1) and the final LSTM state (h, c) [B, h, w, width] each (the zero state when T = 1).
+    """
+    shape = tf.shape(z)
+    b, steps = shape[0], shape[1] - 1
+    x = self._lstm_input(_fold(z[:, :-1]), None if h is None else _fold(h[:, 1:]))  # [B*(T-1), h, w, 2c]
+    gates = self.cell.input_gates(x)  # [B*(T-1), h, w, 4*width]
+    gates = tf.reshape(gates, tf.concat([[b, steps], tf.shape(gates)[1:]], 0))  # [B, T-1, h, w, 4*width]
+    initial = self.cell.initial_state(b, self.latent_shape[:2])
+    hs, cs = tf.scan(lambda state, g: self.cell.step(g, state)[1], tf.transpose(gates, [1, 0, 2, 3, 4]),
+                     initializer=initial)  # [T-1, B, h, w, width] each
+    final = tuple(tf.concat([s0[None], s], 0)[-1] for s0, s in zip(initial, (hs, cs)))  # [B, h, w, width]
+    return tf.transpose(hs, [1, 0, 2, 3, 4]), final  # [B, T-1, h, w, width]
+
+  # ---- sampling: the prior as a state machine over frames ---------------------------------------------
+
+  def initial_state(self, batch_size: tf.Tensor | int):
+    """The state before frame 0: a zero window [N, K, h, w, c], or (conv_lstm) (z_{-1}, (h, c)) of zeros."""
+    if self.is_recurrent:
+      return tf.zeros(tf.concat([[batch_size], self.latent_shape], 0)), self.cell.initial_state(
+          batch_size, self.latent_shape[:2])
+    return tf.zeros(tf.concat([[batch_size, self.num_context], self.latent_shape], 0))  # [N, K, h, w, c]
+
+  def context_state(self, z: tf.Tensor, h: tf.Tensor | None):
+    """The state after the frames z [N, Tc, h, w, c] (Tc >= 1) with their h [N, Tc, h, w, cond] (None at top).
+
+    Windowed kinds: the last K latents, zero-padded in front when Tc < K. conv_lstm: (z_{Tc-1}, the LSTM
+    state after stepping on every frame t = 1 .. Tc-1).
+    """
+    if self.is_recurrent:
+      if z.shape[1] == 1:  # no step yet (and TF's conv2d mishandles the empty batch of a 0-step recurrence)
+        return z[:, 0], self.cell.initial_state(tf.shape(z)[0], self.latent_shape[:2])
+      _, lstm_state = self._recurrence(z, h)
+      return z[:, -1], lstm_state
+    k = self.num_context
+    window = z[:, -k:]
+    window = tf.pad(window, [[0, 0], [k - tf.shape(window)[1], 0], [0, 0], [0, 0], [0, 0]])  # [N, K, h, w, c]
+    return tf.ensure_shape(window, [None, k, *self.latent_shape])
+
+  def params(self, state, h: tf.Tensor | None, t):
+    """(mu, log_sigma, state) of frame t's latents [N, h, w, c], given the state after frames < t and h_t.
+
+    t (int or scalar tensor) picks the unconditional prior for t < K. The returned state has read h_t
+    (conv_lstm: the LSTM has stepped on (z_{t-1}, h_t), from t = 1 on); pass it with the drawn z_t to
+    `advance`.
+    """
+    if self.is_recurrent:
+      z_prev, lstm_state = state
+      out, stepped = self.cell(self._lstm_input(z_prev, h), lstm_state)  # [N, h, w, width]
+      mu_c, log_sigma_c = self._output_params(self.output_conv(out), z_prev)
+      # frame 0 has no predecessor: the recurrence starts at t = 1, as in sequence_log_prob
+      state = z_prev, tuple(tf.where(t >= 1, new, old) for new, old in zip(stepped, lstm_state))
+    else:
+      z_prev = state[:, -1]
+      mu_c, log_sigma_c = self.conditional_params(state, h)
+    mu_u, log_sigma_u = self.unconditional_params(h, tf.shape(z_prev)[0])
+    use_context = t >= self.num_context
+    return tf.where(use_context, mu_c, mu_u), tf.where(use_context, log_sigma_c, log_sigma_u), state
+
+  def advance(self, state, z: tf.Tensor):
+    """The state after frame t, from `params`' returned state and the drawn latents z [N, h, w, c]."""
+    if self.is_recurrent:
+      return z, state[1]
+    return tf.concat([state[:, 1:], z[:, None]], axis=1)  # [N, K, h, w, c]
+
+  # ---- teacher-forced likelihood of a whole sequence --------------------------------------------------
 
   def sequence_log_prob(self, z: tf.Tensor, h: tf.Tensor | None, first: int) -> tf.Tensor:
     """log p(z_t | z_<t, h_t) for t = first .. T-1: [B, T - first].
 
     z: [B, T, h, w, c] latents of this level; h: [B, T, h, w, cond_channels] or None (top level).
+    conv_lstm runs its recurrence from t = 1 whatever `first` is, so frame t's state has seen all of z_<t.
     """
     num_frames = z.shape[1]
     k = self.num_context
@@ -142,26 +273,27 @@ class LatentPrior(keras.layers.Layer):
     uncond_end = min(k, num_frames)
     if first < uncond_end:  # frames first .. K-1: unconditional prior
       zs = z[:, first:uncond_end]  # [B, n, h, w, c]
-      parts.append(self._log_prob_frames(zs, None if h is None else h[:, first:uncond_end], conditional=False))
+      hs = None if h is None else _fold(h[:, first:uncond_end])  # [B*n, h, w, cond]
+      mu, log_sigma = self.unconditional_params(hs, tf.shape(zs)[0] * tf.shape(zs)[1])
+      parts.append(self._log_prob_frames(zs, mu, log_sigma))
     cond_start = max(first, k)
-    if cond_start < num_frames:  # frames t >= K: windows z[t-K:t]
-      windows = tf.signal.frame(z[:, cond_start - k:num_frames - 1], k, 1, axis=1)  # [B, n, K, h, w, c]
-      ht = None if h is None else h[:, cond_start:]
-      parts.append(self._log_prob_frames(z[:, cond_start:], ht, conditional=True, windows=windows))
+    if cond_start < num_frames:  # frames t >= K: conditional prior
+      if self.is_recurrent:
+        z_prev = _fold(z[:, cond_start - 1:num_frames - 1])  # z_{t-1}: [B*n, h, w, c]
+        outputs, _ = self._recurrence(z, h)  # [B, T-1, h, w, width]: step t at index t-1
+        mu, log_sigma = self._output_params(self.output_conv(_fold(outputs[:, cond_start - 1:])), z_prev)
+      else:  # windows z[t-K:t]
+        windows = tf.signal.frame(z[:, cond_start - k:num_frames - 1], k, 1, axis=1)  # [B, n, K, h, w, c]
+        ht = None if h is None else _fold(h[:, cond_start:])  # [B*n, h, w, cond]
+        mu, log_sigma = self.conditional_params(_fold(windows), ht)
+      parts.append(self._log_prob_frames(z[:, cond_start:], mu, log_sigma))
     return tf.concat(parts, axis=1)
 
-  def _log_prob_frames(self, z, h, conditional, windows=None):
-    """log-probs [B, n] of frames z [B, n, h, w, c], folding frames into the batch."""
+  def _log_prob_frames(self, z: tf.Tensor, mu: tf.Tensor, log_sigma: tf.Tensor) -> tf.Tensor:
+    """log-probs [B, n] of frames z [B, n, h, w, c] under (mu, log_sigma) [B*n, h, w, c]."""
     shape = tf.shape(z)
-    b, n = shape[0], shape[1]
-    fold = lambda x: tf.reshape(x, tf.concat([[b * n], tf.shape(x)[2:]], 0))  # [B*n, ...]
-    hf = None if h is None else fold(h)
-    if conditional:
-      mu, log_sigma = self.conditional_params(fold(windows), hf)
-    else:
-      mu, log_sigma = self.unconditional_params(hf, b * n)
-    log_prob = gaussian(mu, log_sigma).log_prob(fold(z))  # [B*n]
-    return tf.reshape(log_prob, [b, n])
+    log_prob = gaussian(mu, log_sigma).log_prob(_fold(z))  # [B*n]
+    return tf.reshape(log_prob, shape[:2])  # [B, n]
 
   def get_config(self):
     return {**super().get_config(), "latent_shape": self.latent_shape, "cond_channels": self.cond_channels,

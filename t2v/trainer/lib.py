@@ -84,7 +84,7 @@ def run(*,
         log_every: int = 50,
         strategy: str = "auto",
         seed: int = 0,
-        sample_temperature: float = 1.0,
+        sample_temperature: float = 0.5,
         num_samples: int = 4,
         gif_fps: float = 4.0,
         allow_hparams_change: bool = False) -> dict[str, Any]:

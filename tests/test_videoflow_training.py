@@ -11,6 +11,8 @@ import tensorflow as tf
 
 from t2v import trainer
 from t2v.problems.stochastic_shapes import StochasticShapes
+from t2v.trainer.config import ConfigError
+from t2v.trainer.restore import restore_run
 
 
 @pytest.fixture(scope="module")
@@ -42,14 +44,24 @@ def test_videoflow_trains_evaluates_and_samples(data_dir, tmp_path):
   config = json.loads((tmp_path / "config.json").read_text())
   assert config["model"] == "videoflow" and config["hparams"]["depth"] == 2
   assert os.path.getsize(tmp_path / "samples" / "step_4.gif") > 0
-  # The checkpoint restores into a fresh model on its own (as the decoder and the hub exporter will do).
-  from t2v import registry
-  from t2v.problems.spec import VideoSpec
-  model = registry.model("videoflow")(registry.hparams_set("videoflow_tiny"), VideoSpec.from_dict(config["spec"]))
-  assert not model.is_initialized
-  tf.train.Checkpoint(model=model).restore(result["checkpoint"]).expect_partial().assert_existing_objects_matched()
-  assert model.is_initialized
-  assert np.abs(model.glow.step_params[0].actnorm.bias.numpy()).max() > 0
+  # The run restores on its own, without an optimizer (as the decoder and the hub exporter do).
+  problem, model, restored = restore_run(str(tmp_path), data_dir)
+  assert restored["checkpoint"] == result["checkpoint"] and problem.spec() == model.spec
+  saved = _weights(tmp_path)
+  bias = model.glow.step_params[0].actnorm.bias.numpy()
+  assert any(np.array_equal(bias, value) for value in saved.values()) and np.abs(bias).max() > 0
+  held_out = next(iter(problem.dataset(problem.eval_split, batch_size=4, training=False)))
+  assert np.isfinite(model.log_prob_bpp(held_out, model.spec.num_input_frames).numpy()).all()
+
+
+def test_restore_run_refuses_a_dir_without_a_run_or_checkpoint(tmp_path):
+  with pytest.raises(ConfigError, match="holds no t2v run"):
+    restore_run(str(tmp_path))
+  (tmp_path / "config.json").write_text(json.dumps({
+      "problem": "stochastic_shapes", "problem_config": "tiny32", "model": "videoflow",
+      "hparams_set": "videoflow_tiny", "hparams": {}, "spec": {}}))
+  with pytest.raises(ConfigError, match="has no checkpoint"):
+    restore_run(str(tmp_path))
 
 
 def test_videoflow_resume_is_exact(data_dir, tmp_path):

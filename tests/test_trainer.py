@@ -362,3 +362,22 @@ def test_video_io_round_trip(tmp_path):
     video_io.encode_gif(grey.astype(np.float32))
   with pytest.raises(ValueError, match=r"C = 1 \(grey\) or 3"):
     video_io.encode_gif(np.zeros([2, 4, 4, 2], np.uint8))
+
+
+def test_a_corrupt_record_is_named_and_nothing_saved_is_damaged(data_dir, tmp_path):
+  import shutil
+  from t2v.problems.base import CorruptRecordError
+  copy = tmp_path / "data"
+  shutil.copytree(data_dir, copy)
+  path = str(StochasticShapes(str(copy), config="tiny32").builder().info.splits["train"].filepaths[0])
+  _run(str(copy), tmp_path / "run", train_steps=2)
+  before = _state(tmp_path / "run")
+  with open(path, "r+b") as f:
+    f.seek(os.path.getsize(path) // 2)
+    f.write(b"\xff" * 16)
+  with pytest.raises(CorruptRecordError, match=f"record \\d+ of {path}"):
+    _run(str(copy), tmp_path / "run", train_steps=4)  # the shuffle buffer reads every record at once
+  after = _state(tmp_path / "run")
+  assert sorted(after) == sorted(before)
+  for name in before:
+    np.testing.assert_array_equal(before[name], after[name], err_msg=name)

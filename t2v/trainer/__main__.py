@@ -82,9 +82,9 @@ def main(argv: list[str]) -> int:
             allow_hparams_change=FLAGS.allow_hparams_change)
   except (registry.RegistryError, hparams_lib.HParamsError, config_lib.ConfigError) as e:
     return _fail(e)
-  except FileNotFoundError as e:
-    from t2v.problems.base import DataNotFoundError  # pylint: disable=import-outside-toplevel
-    if isinstance(e, DataNotFoundError):
+  except OSError as e:  # DataNotFoundError (a FileNotFoundError) and CorruptRecordError (an IOError)
+    from t2v.problems.base import CorruptRecordError, DataNotFoundError  # pylint: disable=import-outside-toplevel
+    if isinstance(e, (DataNotFoundError, CorruptRecordError)):
       return _fail(e)
     raise
   logging.flush()

@@ -534,12 +534,25 @@ class _Trainer:
     stop_flag.install()
     try:
       return self._train(stop_flag)
+    except tf.errors.DataLossError as e:
+      raise self._corrupt_record_error(e) from e
     finally:
       stop_flag.uninstall()
       if hasattr(self, "checkpoints"):
         self.checkpoints.close()
       if hasattr(self, "summaries"):
         self.summaries.close()
+
+  def _corrupt_record_error(self, error: tf.errors.DataLossError) -> Exception:
+    """tf.data's DataLossError does not name the file: read every record of both splits to find it."""
+    from t2v.problems.base import CorruptRecordError  # pylint: disable=import-outside-toplevel
+    for split in (self.problem.train_split, self.problem.eval_split):
+      try:
+        self.problem.check_records(split)
+      except CorruptRecordError as named:
+        return named
+    return CorruptRecordError(f"corrupt input data in {self.setup.problem_name} ({error.message}); re-prepare "
+                              "the dataset")
 
   def _train(self, stop_flag: _StopFlag) -> dict[str, Any]:
     setup = self.setup

@@ -26,5 +26,6 @@ setup(
     packages=find_packages(include=["t2v", "t2v.*"]),
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest>=8"]},
+    # scipy: the independent reference (sqrtm) the Frechet distance is tested against.
+    extras_require={"test": ["pytest>=8", "scipy>=1.11"]},
 )

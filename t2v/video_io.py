@@ -94,3 +94,50 @@ def tile_videos(videos: Any, columns: int | None = None, padding: int = 1, pad_v
     left = (index % columns) * (width + padding)
     grid[:, top:top + height, left:left + width, :] = videos[index]
   return grid
+
+
+# VideoFlow's figures frame conditioning frames in blue and generated ones in red.
+CONDITIONING_COLOR = (0, 0, 255)
+GENERATED_COLOR = (255, 0, 0)
+
+
+def add_border(videos: Any, num_conditioning: int, width: int = 2) -> np.ndarray:
+  """Frames [..., T, H, W, C] -> RGB [..., T, H + 2w, W + 2w, 3] framed blue for the first `num_conditioning`
+  frames and red for the rest (grey videos are repeated to RGB)."""
+  videos = np.asarray(videos)
+  if videos.dtype != np.uint8 or videos.ndim < 4 or videos.shape[-1] not in (1, 3):
+    raise ValueError(f"videos must be uint8 [..., T, H, W, C] with C in (1, 3), got {videos.dtype} {videos.shape}")
+  if videos.shape[-1] == 1:
+    videos = np.repeat(videos, 3, axis=-1)
+  length = videos.shape[-4]
+  if not 0 <= num_conditioning <= length or width < 0:
+    raise ValueError(f"num_conditioning={num_conditioning} must be in [0, {length}] and width={width} >= 0")
+  pad = [(0, 0)] * (videos.ndim - 3) + [(width, width), (width, width), (0, 0)]
+  framed = np.pad(videos, pad)  # [..., T, H + 2w, W + 2w, 3]
+  colors = np.array([CONDITIONING_COLOR] * num_conditioning + [GENERATED_COLOR] * (length - num_conditioning),
+                    np.uint8)  # [T, 3]
+  mask = np.ones(framed.shape[-3:-1], bool)
+  mask[width:framed.shape[-3] - width, width:framed.shape[-2] - width] = False  # [H', W']: the border ring
+  framed[..., mask, :] = np.broadcast_to(colors[:, None, :], framed[..., mask, :].shape)
+  return framed
+
+
+def write_png(path: str | os.PathLike, image: Any) -> None:
+  """Writes a uint8 [H, W, C] image (C = 1 or 3) as PNG, creating its directory."""
+  image = np.asarray(image)
+  if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] not in (1, 3):
+    raise ValueError(f"image must be uint8 [H, W, C] with C in (1, 3), got {image.dtype} {image.shape}")
+  directory = os.path.dirname(os.fspath(path))
+  if directory:
+    os.makedirs(directory, exist_ok=True)
+  Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path, format="PNG")
+
+
+def frame_grid(videos: Any, padding: int = 1, pad_value: int = 255) -> np.ndarray:
+  """N videos [N, T, H, W, C] -> one image [N*(H+p)-p, T*(W+p)-p, C]: a row per video, a column per frame."""
+  videos = np.asarray(videos)
+  if videos.ndim != 5:
+    raise ValueError(f"videos must be [N, T, H, W, C], got shape {videos.shape}")
+  num, length = videos.shape[:2]
+  frames = videos.reshape((num * length, 1) + videos.shape[2:])  # [N*T, 1, H, W, C]: each frame a 1-frame video
+  return tile_videos(frames, columns=length, padding=padding, pad_value=pad_value)[0]

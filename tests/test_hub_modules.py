@@ -1,0 +1,107 @@
+"""Hub modules: export a tiny trained VideoFlow, hub.load it in a fresh process without t2v, same numbers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from t2v import trainer
+from t2v.hub_modules.export import export
+from t2v.problems.stochastic_shapes import StochasticShapes
+from t2v.trainer.config import ConfigError
+from t2v.trainer.restore import restore_run
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Runs in a fresh interpreter in which t2v cannot be imported (even where it is pip-installed, as in CI).
+CONSUMER = r"""
+import sys
+sys.modules["t2v"] = None  # any `import t2v...` now raises ImportError
+import numpy as np
+import tensorflow as tf
+import tensorflow_hub as hub
+export_dir, data = sys.argv[1], np.load(sys.argv[2])
+out = {}
+evaluator = hub.load(export_dir + "/evaluator")
+result = evaluator.log_prob(data["inputs"], data["targets"])
+out["bpp"], out["bpp_per_frame"] = result["bits_per_pixel"].numpy(), result["bits_per_pixel_per_frame"].numpy()
+generator = hub.load(export_dir + "/generator")
+out["frames"] = generator.sample(data["inputs"], tf.constant(6), tf.constant(0.7), tf.constant([3, 4]))["frames"].numpy()
+encoder = hub.load(export_dir + "/encoder")
+latents = encoder.encode(data["inputs"][:, 0])
+for name, value in latents.items():
+  out["latent_" + name] = value.numpy()
+out["decoded"] = encoder.decode(latents)["frames"].numpy()
+try:
+  evaluator.log_prob(data["inputs"][..., :1], data["targets"])
+  out["bad_input_error"] = np.array("")
+except (TypeError, ValueError) as e:
+  out["bad_input_error"] = np.array(str(e))
+np.savez(sys.argv[3], **out)
+"""
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+  data_dir = str(tmp_path_factory.mktemp("tfds"))
+  StochasticShapes(data_dir, config="tiny32").prepare()
+  output_dir = str(tmp_path_factory.mktemp("run"))
+  trainer.run(problem="stochastic_shapes", problem_config="tiny32", model="videoflow", hparams_set="videoflow_tiny",
+              data_dir=data_dir, output_dir=output_dir, train_steps=2, eval_steps=1, eval_every=2,
+              checkpoint_every=0, strategy="one_device", num_samples=0)
+  return output_dir, data_dir
+
+
+def test_exported_modules_match_the_python_model_in_a_fresh_process(run, tmp_path):
+  output_dir, data_dir = run
+  export_dir = str(tmp_path / "export")
+  paths = export(output_dir, export_dir)
+  assert sorted(paths) == ["encoder", "evaluator", "generator"]
+  readme = open(os.path.join(export_dir, "evaluator", "README.md")).read()
+  assert "log_prob(inputs, targets)" in readme and "bpp" in readme and "hub.load" in readme
+  assert not [name for name in os.listdir(export_dir) if name.startswith(".export-")]  # staging removed
+
+  problem, model, _ = restore_run(output_dir, data_dir)
+  clips = next(iter(problem.dataset(problem.eval_split, batch_size=3, training=False)))["video"].numpy()
+  inputs, targets = clips[:, :1], clips[:, 1:]
+  np.savez(tmp_path / "data.npz", inputs=inputs, targets=targets)
+  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+  env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+  result = subprocess.run([sys.executable, "-c", CONSUMER, export_dir, str(tmp_path / "data.npz"),
+                           str(tmp_path / "out.npz")], cwd=str(tmp_path), env=env, capture_output=True, text=True,
+                          timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  out = np.load(tmp_path / "out.npz")
+
+  expected_bpp = model.log_prob_bpp({"video": tf.constant(clips)}, 1, seed=tf.constant([0, 0])).numpy()
+  np.testing.assert_allclose(out["bpp_per_frame"], expected_bpp, atol=1e-4)
+  np.testing.assert_allclose(out["bpp"], expected_bpp.mean(1), atol=1e-4)
+  expected_frames = model.sample({"video": tf.constant(inputs)}, 6, 0.7, seed=(3, 4)).numpy()
+  np.testing.assert_array_equal(out["frames"], expected_frames)
+  for level, z in enumerate(model.encode_frames(tf.constant(inputs[:, 0]))):
+    np.testing.assert_allclose(out[f"latent_level_{level}"], z.numpy(), atol=1e-4)
+  np.testing.assert_array_equal(out["decoded"], inputs[:, 0])  # encode -> decode is exact
+  assert "TensorSpec" in str(out["bad_input_error"]) and "32, 32, 3" in str(out["bad_input_error"])
+
+
+def test_export_refusals(run, tmp_path):
+  output_dir, _ = run
+  with pytest.raises(ConfigError, match="holds no t2v run"):
+    export(str(tmp_path / "nothing"), str(tmp_path / "export"))
+  with pytest.raises(ConfigError, match="unknown module"):
+    export(output_dir, str(tmp_path / "export"), modules=["decoder"])
+  export(output_dir, str(tmp_path / "export"), modules=["encoder"])
+  before = sorted(os.listdir(tmp_path / "export" / "encoder"))
+  with pytest.raises(ConfigError, match="already exist"):
+    export(output_dir, str(tmp_path / "export"), modules=["encoder"])
+  assert sorted(os.listdir(tmp_path / "export" / "encoder")) == before
+  untrained = tmp_path / "untrained"
+  untrained.mkdir()
+  (untrained / "config.json").write_text(open(os.path.join(output_dir, "config.json")).read())
+  with pytest.raises(ConfigError, match="has no checkpoint"):
+    export(str(untrained), str(tmp_path / "export2"))

@@ -105,3 +105,17 @@ def test_export_refusals(run, tmp_path):
   (untrained / "config.json").write_text(open(os.path.join(output_dir, "config.json")).read())
   with pytest.raises(ConfigError, match="has no checkpoint"):
     export(str(untrained), str(tmp_path / "export2"))
+  # A checkpoint of another architecture under this config.json: refused by name, nothing exported.
+  import json
+  mismatched = tmp_path / "mismatched"
+  mismatched.mkdir()
+  config = json.loads(open(os.path.join(output_dir, "config.json")).read())
+  config["hparams"]["hidden_channels"] = 4
+  (mismatched / "config.json").write_text(json.dumps(config))
+  checkpoint = tf.train.latest_checkpoint(output_dir)
+  for path in tf.io.gfile.glob(checkpoint + "*"):
+    tf.io.gfile.copy(path, str(mismatched / os.path.basename(path)))
+  tf.io.gfile.copy(os.path.join(output_dir, "checkpoint"), str(mismatched / "checkpoint"))
+  with pytest.raises(ConfigError, match="does not fit"):
+    export(str(mismatched), str(tmp_path / "export3"))
+  assert not os.path.exists(tmp_path / "export3" / "evaluator")

@@ -33,7 +33,12 @@ def restore_run(output_dir: str, data_dir: str | None = None, checkpoint: str | 
   model_class = registry.model(config["model"])
   hparams = model_class.hparams_class.from_dict(config["hparams"])
   model = model_class(hparams, VideoSpec.from_dict(config["spec"]))
-  tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial().assert_existing_objects_matched()
+  try:
+    tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial().assert_existing_objects_matched()
+  except (AssertionError, ValueError, tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
+    raise ConfigError(f"checkpoint {checkpoint!r} does not fit the {config['model']} model that {output_dir!r}'s "
+                      f"config.json describes ({type(e).__name__}: {str(e).splitlines()[0][:300]}); was the "
+                      "checkpoint or config.json copied from another run?") from e
   if not model.is_initialized:
     raise ConfigError(f"checkpoint {checkpoint!r} holds an uninitialised {config['model']} model")
   return problem, model, {**config, "checkpoint": os.path.abspath(checkpoint)}

@@ -37,11 +37,18 @@ latents = encoder.encode(data["inputs"][:, 0])
 for name, value in latents.items():
   out["latent_" + name] = value.numpy()
 out["decoded"] = encoder.decode(latents)["frames"].numpy()
-try:
-  evaluator.log_prob(data["inputs"][..., :1], data["targets"])
-  out["bad_input_error"] = np.array("")
-except (TypeError, ValueError) as e:
-  out["bad_input_error"] = np.array(str(e))
+bad_inputs = {
+    "channels": data["inputs"][..., :1],
+    "dtype": tf.constant(data["inputs"], tf.float32),  # (TF converts numpy arrays to the signature's dtype)
+    "rank": data["inputs"][:, 0],
+    "frame_size": np.zeros([3, 1, 16, 16, 3], np.uint8),
+}
+for name, bad in bad_inputs.items():
+  try:
+    evaluator.log_prob(bad, data["targets"])
+    out["bad_" + name] = np.array("")
+  except (TypeError, ValueError) as e:
+    out["bad_" + name] = np.array(str(e))
 np.savez(sys.argv[3], **out)
 """
 
@@ -86,7 +93,9 @@ def test_exported_modules_match_the_python_model_in_a_fresh_process(run, tmp_pat
   for level, z in enumerate(model.encode_frames(tf.constant(inputs[:, 0]))):
     np.testing.assert_allclose(out[f"latent_level_{level}"], z.numpy(), atol=1e-4)
   np.testing.assert_array_equal(out["decoded"], inputs[:, 0])  # encode -> decode is exact
-  assert "TensorSpec" in str(out["bad_input_error"]) and "32, 32, 3" in str(out["bad_input_error"])
+  for name in ("channels", "dtype", "rank", "frame_size"):  # refused at the call, naming the expected spec
+    message = str(out[f"bad_{name}"])
+    assert "TensorSpec(shape=(None, 1, 32, 32, 3), dtype=tf.uint8" in message, (name, message[:500])
 
 
 def test_export_refusals(run, tmp_path):

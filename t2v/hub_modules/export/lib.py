@@ -112,8 +112,9 @@ def _readme(name: str, signature: str, config: dict[str, Any], figures: dict[str
 
 {signature}
 
-Inputs are uint8 videos; the batch is dynamic. A wrong dtype, rank, frame size or frame count is refused when
-the function is called, with the expected `TensorSpec` in the message.
+Inputs are uint8 videos; the batch is dynamic. A tensor of the wrong dtype, rank, frame size or frame count is
+refused when the function is called, with the expected `TensorSpec` in the message. NumPy arrays are converted to
+the signature's dtype by TensorFlow: pass uint8 values in 0..255, not floats in [0, 1].
 
 ## Evaluation during training (the trainer's last eval, {tt} frames given {tc})
 

@@ -12,7 +12,8 @@ INSTALL_REQUIRES = [
     "tensorflow-hub>=0.16.1,<0.17",
     "importlib_resources>=6",  # TFDS 4.9.10 imports it to prepare datasets but does not declare it
     "absl-py>=2.1",
-    "tensorboard>=2.21,<2.22",  # to view the training curves and GIF samples the trainer writes
+    "tensorboard>=2.21,<2.22",
+    "matplotlib>=3.8,<4",  # the paper-experiment plots (tested with 3.11.2)  # to view the training curves and GIF samples the trainer writes
     "numpy>=1.26",
     "pillow>=10",  # GIF encoding for samples and TensorBoard video summaries
 ]

@@ -12,23 +12,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from t2v import trainer, video_io
+from t2v import video_io
 from t2v.decoder import decode
-from t2v.problems.stochastic_shapes import StochasticShapes
 from t2v.trainer.config import ConfigError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-  data_dir = str(tmp_path_factory.mktemp("tfds"))
-  StochasticShapes(data_dir, config="tiny32").prepare()
-  output_dir = str(tmp_path_factory.mktemp("run"))
-  trainer.run(problem="stochastic_shapes", problem_config="tiny32", model="videoflow", hparams_set="videoflow_tiny",
-              data_dir=data_dir, output_dir=output_dir, train_steps=2, eval_steps=1, eval_every=0,
-              checkpoint_every=0, strategy="one_device", num_samples=0)
-  return output_dir, data_dir
+@pytest.fixture
+def run_dir(tiny_videoflow_run):
+  return tiny_videoflow_run
 
 
 def test_decode_writes_samples_truth_metrics_and_pictures(run_dir, tmp_path):

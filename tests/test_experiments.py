@@ -19,23 +19,15 @@ from t2v.decoder import decode
 from t2v.experiments import NAMES, lib
 from t2v.problems import bair as bair_lib
 from t2v.problems.bair import Bair
-from t2v.problems.stochastic_shapes import StochasticShapes
 from t2v.trainer.restore import restore_run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {"num_examples": 2, "batch_size": 2}
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-  """videoflow_tiny trained 2 steps on stochastic shapes (tiny32: 1 given frame, 4 predicted, 32x32)."""
-  data_dir = str(tmp_path_factory.mktemp("tfds"))
-  StochasticShapes(data_dir, config="tiny32").prepare()
-  output_dir = str(tmp_path_factory.mktemp("run"))
-  trainer.run(problem="stochastic_shapes", problem_config="tiny32", model="videoflow", hparams_set="videoflow_tiny",
-              data_dir=data_dir, output_dir=output_dir, train_steps=2, eval_steps=1, eval_every=0,
-              checkpoint_every=0, strategy="one_device", num_samples=0)
-  return output_dir, data_dir
+@pytest.fixture
+def run_dir(tiny_videoflow_run):
+  return tiny_videoflow_run
 
 
 def _read(out_dir) -> dict:

@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from t2v import trainer
 from t2v.hub_modules.export import export
-from t2v.problems.stochastic_shapes import StochasticShapes
 from t2v.trainer.config import ConfigError
 from t2v.trainer.restore import restore_run
 
@@ -53,15 +51,9 @@ np.savez(sys.argv[3], **out)
 """
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-  data_dir = str(tmp_path_factory.mktemp("tfds"))
-  StochasticShapes(data_dir, config="tiny32").prepare()
-  output_dir = str(tmp_path_factory.mktemp("run"))
-  trainer.run(problem="stochastic_shapes", problem_config="tiny32", model="videoflow", hparams_set="videoflow_tiny",
-              data_dir=data_dir, output_dir=output_dir, train_steps=2, eval_steps=1, eval_every=2,
-              checkpoint_every=0, strategy="one_device", num_samples=0)
-  return output_dir, data_dir
+@pytest.fixture
+def run(tiny_videoflow_run):
+  return tiny_videoflow_run
 
 
 def test_exported_modules_match_the_python_model_in_a_fresh_process(run, tmp_path):

@@ -1,0 +1,20 @@
+"""Fixtures shared by several test files."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_videoflow_run(tmp_path_factory) -> tuple[str, str]:
+  """(output_dir, data_dir) of videoflow_tiny trained 2 steps on stochastic shapes tiny32 (1 given frame, 4
+  predicted, 32x32), evaluated at step 2. Trained once per session; tests must not write into output_dir."""
+  from t2v import trainer  # pylint: disable=import-outside-toplevel
+  from t2v.problems.stochastic_shapes import StochasticShapes  # pylint: disable=import-outside-toplevel
+  data_dir = str(tmp_path_factory.mktemp("tfds"))
+  StochasticShapes(data_dir, config="tiny32").prepare()
+  output_dir = str(tmp_path_factory.mktemp("run"))
+  trainer.run(problem="stochastic_shapes", problem_config="tiny32", model="videoflow", hparams_set="videoflow_tiny",
+              data_dir=data_dir, output_dir=output_dir, train_steps=2, eval_steps=1, eval_every=2,
+              checkpoint_every=0, strategy="one_device", num_samples=0)
+  return output_dir, data_dir

@@ -56,14 +56,14 @@ def decode(output_dir: str, *, split: str | None = None, num_examples: int = 16,
   step = int(os.path.basename(config["checkpoint"]).split("-")[-1])
   decode_dir = decode_dir or os.path.join(output_dir, f"decode_{split.replace('[', '_').replace(']', '')}_{step}")
 
-  examples = _read_examples(problem, split, num_examples, num_real, batch_size)
+  examples = read_examples(problem, split, num_examples, num_real, batch_size)
   truth = examples["video"]  # [E, num_real, H, W, C]
   num_examples = len(truth)
   likelihood = _split_bpp(model, examples, num_given, seed, batch_size) if model.is_likelihood_model else None
 
   results = {}
   for temperature in temperatures:
-    samples = _sample(model, examples, num_given, num_predicted, num_decodes, temperature, seed, batch_size,
+    samples = sample_decodes(model, examples, num_given, num_predicted, num_decodes, temperature, seed, batch_size,
                       progress)  # [E, D, num_given + num_predicted, H, W, C]
     metrics = {
         "protocol": {
@@ -82,8 +82,8 @@ def decode(output_dir: str, *, split: str | None = None, num_examples: int = 16,
   return results
 
 
-def _read_examples(problem, split: str, num_examples: int, num_frames: int, batch_size: int) -> dict[str, np.ndarray]:
-  """The first `num_examples` clips of `split` (num_frames each) and their other features, as numpy."""
+def read_examples(problem, split: str, num_examples: int, num_frames: int, batch_size: int) -> dict[str, np.ndarray]:
+  """(Shared with t2v.experiments.) The first `num_examples` clips of `split` (num_frames each) and their other features, as numpy."""
   dataset = problem.dataset(split, batch_size=batch_size, num_frames=num_frames, training=False)
   parts: dict[str, list[np.ndarray]] = {}
   for batch in dataset.take(math.ceil(num_examples / batch_size)):
@@ -102,7 +102,9 @@ def _model_inputs(examples: dict[str, np.ndarray], start: int, stop: int, num_gi
   return inputs
 
 
-def _sample(model, examples, num_given, num_predicted, num_decodes, temperature, seed, batch_size, progress):
+def sample_decodes(model, examples, num_given, num_predicted, num_decodes, temperature, seed, batch_size, progress):
+  """[E, D, num_given + num_predicted, H, W, C]: the given frames, then each decode's; decode d of batch b is
+  seeded (seed, d * _SEED_STRIDE + b), so every caller (decoder, experiments) draws the same samples."""
   num_examples = len(examples["video"])
   bar = keras.utils.Progbar(num_decodes * num_examples, unit_name="video") if progress else None
   decodes = []
@@ -140,7 +142,7 @@ def _sample_metrics(problem, examples, samples, num_given) -> dict[str, Any]:
     out["ssim"] = aggregate.over_decodes(psnr_ssim.ssim(predicted, real), higher_is_better=True)
     lpips_net = _optional("lpips", skipped, lambda: __import__("t2v.metrics.lpips", fromlist=["LPIPS"]).LPIPS("alex"))
     if lpips_net is not None:
-      out["lpips_alex"] = aggregate.over_decodes(_lpips(lpips_net, predicted, real), higher_is_better=False)
+      out["lpips_alex"] = aggregate.over_decodes(lpips_per_frame(lpips_net, predicted, real), higher_is_better=False)
       if samples.shape[1] >= 2:
         from t2v.metrics.lpips import pairwise_diversity, uint8_to_signed_unit  # pylint: disable=import-outside-toplevel
         diversity = [float(pairwise_diversity(uint8_to_signed_unit(_rgb(samples[e, :, num_given:])), lpips_net))
@@ -184,7 +186,7 @@ def _rgb(frames: np.ndarray) -> np.ndarray:
   return np.repeat(frames, 3, axis=-1) if frames.shape[-1] == 1 else frames
 
 
-def _lpips(net, predicted: np.ndarray, real: np.ndarray) -> np.ndarray:
+def lpips_per_frame(net, predicted: np.ndarray, real: np.ndarray) -> np.ndarray:
   """LPIPS of every predicted frame [E, D, T, H, W, C] to its ground truth [E, T, H, W, C]: [E, D, T]."""
   num_examples, num_decodes, length = predicted.shape[:3]
   a = _rgb(predicted).reshape((-1,) + predicted.shape[3:-1] + (3,))  # [E*D*T, H, W, 3]
@@ -199,7 +201,7 @@ def _write(out: str, samples: np.ndarray, truth: np.ndarray, metrics: dict[str, 
   np.save(os.path.join(out, "samples.npy"), samples)
   np.save(os.path.join(out, "ground_truth.npy"), truth)
   with open(os.path.join(out, "metrics.json"), "w") as f:
-    json.dump(_jsonable(metrics), f, indent=2, sort_keys=True)
+    json.dump(jsonable(metrics), f, indent=2, sort_keys=True)
   length = samples.shape[2]
   for e in range(len(samples)):
     real = truth[e]
@@ -212,13 +214,13 @@ def _write(out: str, samples: np.ndarray, truth: np.ndarray, metrics: dict[str, 
     video_io.write_png(os.path.join(out, f"example_{e}.png"), video_io.frame_grid(videos))
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
   if isinstance(value, dict):
-    return {str(k): _jsonable(v) for k, v in value.items()}
+    return {str(k): jsonable(v) for k, v in value.items()}
   if isinstance(value, (list, tuple)):
-    return [_jsonable(v) for v in value]
+    return [jsonable(v) for v in value]
   if isinstance(value, np.ndarray):
-    return _jsonable(value.tolist())
+    return jsonable(value.tolist())
   if isinstance(value, (np.floating, float)):
     value = float(value)
     return value if math.isfinite(value) else str(value)

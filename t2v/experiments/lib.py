@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from t2v import video_io
-from t2v.decoder.lib import _jsonable, _lpips, _read_examples, _sample
+from t2v.decoder.lib import jsonable, lpips_per_frame, read_examples, sample_decodes
 from t2v.experiments import NAMES
 from t2v.experiments.plots import Curve, Panel, save_panels
 from t2v.metrics import aggregate, psnr_ssim
@@ -90,7 +90,7 @@ class _Run:
 
   def write(self, results: dict[str, Any]) -> dict[str, Any]:
     """Writes results.json (strict JSON: infinities become strings) and returns what it holds."""
-    results = _jsonable(results)
+    results = jsonable(results)
     os.makedirs(self.out_dir, exist_ok=True)
     temporary = self.path(f"{RESULTS_FILE}.tmp-{os.getpid()}")
     with open(temporary, "w") as f:
@@ -126,7 +126,7 @@ def _check_temperatures(temperatures: Sequence[float]) -> list[float]:
 
 
 def _examples(run: _Run, num_examples: int, num_frames: int, batch_size: int) -> dict[str, np.ndarray]:
-  return _read_examples(run.problem, run.split, num_examples, min(num_frames, run.problem.num_frames), batch_size)
+  return read_examples(run.problem, run.split, num_examples, min(num_frames, run.problem.num_frames), batch_size)
 
 
 def _curve(values: np.ndarray) -> dict[str, list]:
@@ -204,7 +204,7 @@ def temperature_sweep(output_dir: str, *, temperatures: Sequence[float] = DEFAUL
 
   per_temperature: dict[str, dict[str, Any]] = {}
   for temperature in temperatures:
-    samples = _sample(run.model, examples, num_given, num_predicted, num_decodes, temperature, seed, batch_size,
+    samples = sample_decodes(run.model, examples, num_given, num_predicted, num_decodes, temperature, seed, batch_size,
                       progress)  # [E, D, given + predicted, H, W, C]
     predicted = samples[:, :, num_given:num_given + truth.shape[1]]
     entry = {
@@ -212,7 +212,7 @@ def temperature_sweep(output_dir: str, *, temperatures: Sequence[float] = DEFAUL
         "ssim": aggregate.over_decodes(psnr_ssim.ssim(predicted, truth), higher_is_better=True),
     }
     if lpips_net is not None:
-      entry["lpips_alex"] = aggregate.over_decodes(_lpips(lpips_net, predicted, truth), higher_is_better=False)
+      entry["lpips_alex"] = aggregate.over_decodes(lpips_per_frame(lpips_net, predicted, truth), higher_is_better=False)
     if num_decodes >= 2:
       entry["diversity"] = aggregate.mean_ci(_diversity(samples[:, :, num_given:], lpips_net))
     per_temperature[f"{temperature:g}"] = entry
@@ -284,7 +284,7 @@ def best_of_n(output_dir: str, *, ns: Sequence[int] | None = None, temperature: 
   num_given, num_predicted = run.spec.num_input_frames, run.spec.num_target_frames
   examples = _examples(run, num_examples, num_given + num_predicted, batch_size)
   truth = examples["video"][:, num_given:]
-  samples = _sample(run.model, examples, num_given, num_predicted, num_decodes, temperature, seed, batch_size,
+  samples = sample_decodes(run.model, examples, num_given, num_predicted, num_decodes, temperature, seed, batch_size,
                     progress)
   predicted = samples[:, :, num_given:num_given + truth.shape[1]]
   scores = {"psnr": psnr_ssim.psnr(predicted, truth), "ssim": psnr_ssim.ssim(predicted, truth)}  # [E, D, T']
@@ -453,7 +453,7 @@ def rollout(output_dir: str, *, num_frames: int = DEFAULT_ROLLOUT_FRAMES, temper
   num_given = run.spec.num_input_frames
   examples = _examples(run, num_examples, num_given + num_frames, batch_size)
   truth = examples["video"]  # [E, T_real, H, W, C]
-  samples = _sample(run.model, examples, num_given, num_frames, num_decodes, temperature, seed, batch_size,
+  samples = sample_decodes(run.model, examples, num_given, num_frames, num_decodes, temperature, seed, batch_size,
                     progress)  # [E, D, given + num_frames, H, W, C]
   length = samples.shape[2]
   stats = _frame_statistics(samples)

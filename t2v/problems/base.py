@@ -81,10 +81,11 @@ class Problem:
     num_input_frames, num_target_frames: the evaluation protocol (conditioning frames, predicted frames).
     train_split, eval_split: TFDS split strings (slicing allowed, e.g. "test[:90%]").
     num_labels: classes of the `label` feature (0: no label).
-    has_caption: whether elements carry a `caption` (no problem has one yet).
+    has_caption: whether elements carry a `caption` (a tf.string scalar per clip).
     tfds_splits: the base split names the TFDS builder has; `dataset` accepts these with optional slicing.
     frames_key: the feature holding the frames ([T, H, W, C] images or a Video feature).
     label_key: the feature copied to `label` (int32) when num_labels > 0.
+    caption_key: the feature copied to `caption` (tf.string) when has_caption.
     static_keys: per-clip ground-truth features passed through unchanged (integers as int32).
     temporal_keys: per-frame ground-truth features [T, ...], windowed with the video.
     shuffle_buffer: elements in the training shuffle buffer.
@@ -104,6 +105,7 @@ class Problem:
   tfds_splits: tuple[str, ...] = ("train", "test")
   frames_key: str = ""
   label_key: str | None = None
+  caption_key: str | None = None
   static_keys: tuple[str, ...] = ()
   temporal_keys: tuple[str, ...] = ()
   shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER
@@ -258,8 +260,9 @@ class Problem:
       drop_remainder: evaluation only (training always drops): drop a last partial batch. Default False.
 
     Returns:
-      Elements {"video": uint8 [B, T, H, W, C]} plus "label" int32 [B] when num_labels > 0 and the problem's
-      ground-truth features (static ones [B, ...], temporal ones [B, T, ...] cut to the same window).
+      Elements {"video": uint8 [B, T, H, W, C]} plus "label" int32 [B] when num_labels > 0, "caption" string [B]
+      when has_caption, and the problem's ground-truth features (static ones [B, ...], temporal ones
+      [B, T, ...] cut to the same window).
     """
     if not isinstance(batch_size, int) or batch_size < 1:
       raise ValueError(f"{self.name}: batch_size={batch_size!r} must be an integer >= 1")
@@ -301,6 +304,10 @@ class Problem:
       if self.label_key is None:
         raise ValueError(f"{self.name}: num_labels={self.num_labels} but no label_key names the label feature")
       selected["label"] = tf.cast(example[self.label_key], tf.int32)
+    if self.has_caption:
+      if self.caption_key is None:
+        raise ValueError(f"{self.name}: has_caption=True but no caption_key names the caption feature")
+      selected["caption"] = tf.convert_to_tensor(example[self.caption_key], tf.string)
     for key in self.static_keys + self.temporal_keys:
       value = example[key]
       selected[key] = tf.cast(value, tf.int32) if value.dtype in (tf.int64, tf.int16, tf.int8) else value

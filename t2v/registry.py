@@ -13,10 +13,13 @@ PROBLEMS: dict[str, str] = {
     "stochastic_shapes": "t2v.problems.stochastic_shapes:StochasticShapes",
     "bair": "t2v.problems.bair:Bair",
     "moving_mnist": "t2v.problems.moving_mnist:MovingMnist",
+    "captioned_shapes": "t2v.problems.captioned_shapes:CaptionedShapes",
+    "video_folder": "t2v.problems.video_folder:VideoFolder",
 }
 
 MODELS: dict[str, str] = {
     "videoflow": "t2v.models.videoflow:VideoFlow",
+    "cglow_video": "t2v.models.cglow_video:CGlowVideo",
 }
 
 HPARAMS_SETS: dict[str, str] = {
@@ -26,11 +29,19 @@ HPARAMS_SETS: dict[str, str] = {
     "videoflow_shapes": "t2v.models.videoflow_hparams:videoflow_shapes",
     "videoflow_bair_quant": "t2v.models.videoflow_hparams:videoflow_bair_quant",
     "videoflow_bair_qual": "t2v.models.videoflow_hparams:videoflow_bair_qual",
+    "cglow_video_base": "t2v.models.cglow_video_hparams:cglow_video_base",
+    "cglow_video_init": "t2v.models.cglow_video_hparams:cglow_video_init",
+    "cglow_video_prev_frame": "t2v.models.cglow_video_hparams:cglow_video_prev_frame",
+    "cglow_video_state": "t2v.models.cglow_video_hparams:cglow_video_state",
+    "cglow_video_state_label": "t2v.models.cglow_video_hparams:cglow_video_state_label",
+    "cglow_video_cpu": "t2v.models.cglow_video_hparams:cglow_video_cpu",
+    "cglow_video_tiny": "t2v.models.cglow_video_hparams:cglow_video_tiny",
 }
 
 # The hparams set a model trains with when --hparams_set is not given.
 DEFAULT_HPARAMS_SET: dict[str, str] = {
     "videoflow": "videoflow_cpu",
+    "cglow_video": "cglow_video_cpu",
 }
 
 DEFAULT_PROBLEM = "stochastic_shapes"

@@ -82,6 +82,9 @@ class Problem:
     train_split, eval_split: TFDS split strings (slicing allowed, e.g. "test[:90%]").
     num_labels: classes of the `label` feature (0: no label).
     has_caption: whether elements carry a `caption` (a tf.string scalar per clip).
+    vocabulary: with has_caption, the words of the training captions (sorted, unique; see t2v.text), usually a
+      property computed from the data.
+    label_captions: the caption of each label id, or () (see VideoSpec).
     tfds_splits: the base split names the TFDS builder has; `dataset` accepts these with optional slicing.
     frames_key: the feature holding the frames ([T, H, W, C] images or a Video feature).
     label_key: the feature copied to `label` (int32) when num_labels > 0.
@@ -101,6 +104,8 @@ class Problem:
   eval_split: str = "test"
   num_labels: int = 0
   has_caption: bool = False
+  vocabulary: tuple[str, ...] = ()
+  label_captions: tuple[str, ...] = ()
 
   tfds_splits: tuple[str, ...] = ("train", "test")
   frames_key: str = ""
@@ -122,7 +127,8 @@ class Problem:
     """The VideoSpec models are built from."""
     return VideoSpec(frame_shape=tuple(self.frame_shape), num_input_frames=self.num_input_frames,
                      num_target_frames=self.num_target_frames, num_labels=self.num_labels,
-                     has_caption=self.has_caption)
+                     has_caption=self.has_caption, vocabulary=tuple(self.vocabulary),
+                     label_captions=tuple(self.label_captions))
 
   # ---- the data on disk ----------------------------------------------------------------------------
 

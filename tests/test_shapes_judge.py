@@ -14,6 +14,7 @@ import pytest
 
 from t2v import metrics
 from t2v.metrics import shapes_judge as judge
+from t2v.problems import captioned_shapes as captioned
 from t2v.problems import stochastic_shapes as shapes_lib
 
 CONFIGS = {size: shapes_lib.CONFIGS[name] for size, name in ((64, "default"), (32, "tiny32"))}
@@ -344,6 +345,126 @@ def test_continuation():
   assert [[r.valid for r in group] for group in results] == [[True] * 3, [False] * 3]
   with pytest.raises(ValueError, match="does not fit generated"):
     judge.judge_continuation(context[:1, :, :32, :32], generated)
+
+
+# ---- caption accuracy (captioned_shapes) ------------------------------------------------------------
+
+HELDOUT = (("triangle", "red"), ("square", "blue"))
+
+
+def _grid_captions(config: shapes_lib.StochasticShapesConfig, seed: int, shift: dict[str, int] | None = None
+                   ) -> tuple[np.ndarray, list[str], np.ndarray]:
+  """The 432 grid videos, their captions with each attribute in `shift` moved on by that many values (wrong
+  captions), and whether each video's true (shape, colour) is held out."""
+  videos, truth = _grid_videos(config, seed)
+  shift = shift or {}
+  captions = []
+  for shape, color, size, direction in zip(truth["shape"], truth["color"], truth["size"], truth["direction"]):
+    index = {"shape": shapes_lib.SHAPES.index(shape), "color": COLOR_NAMES.index(color),
+             "size": list(config.sizes).index(size), "direction": DIRECTION_NAMES.index(direction)}
+    count = {"shape": 3, "color": 6, "size": 3, "direction": 8}
+    index = {key: (value + shift.get(key, 0)) % count[key] for key, value in index.items()}
+    captions.append(captioned.caption_for(**index))
+  is_heldout = np.asarray([(s, c) in HELDOUT for s, c in zip(truth["shape"], truth["color"])])
+  return videos, captions, is_heldout
+
+
+@pytest.mark.parametrize("frame_size", [64, 32])
+def test_caption_accuracy_is_one_on_ground_truth(frame_size):
+  config = CONFIGS[frame_size]
+  videos, captions, is_heldout = _grid_captions(config, seed=frame_size + 2)
+  all_ones = {"shape": 1.0, "color": 1.0, "size": 1.0, "direction": 1.0}
+  # The held-out set given as (shape, colour) pairs, matched against the captions.
+  summary = judge.judge_captions(videos, captions, heldout=HELDOUT, config=config)
+  assert summary.checks_size and summary.matched == (True,) * 432
+  for score, count in ((summary.overall, 432), (summary.seen, 432 - 48), (summary.heldout, 48)):
+    assert (score.num_videos, score.valid_rate, score.accuracy) == (count, 1.0, 1.0)
+    assert score.attribute_accuracy == all_ones
+  # The same as flags, one per video; without a config the sizes come from the frame size.
+  flagged = judge.judge_captions(videos, captions, heldout=is_heldout)
+  assert flagged.heldout == summary.heldout and flagged.seen == summary.seen
+  assert judge.judge_captions(videos, captions).heldout is None
+
+
+@pytest.mark.parametrize("frame_size", [64, 32])
+def test_caption_accuracy_is_zero_on_wrong_captions(frame_size):
+  config = CONFIGS[frame_size]
+  videos, wrong, is_heldout = _grid_captions(config, seed=frame_size + 3,
+                                             shift={"shape": 1, "color": 1, "size": 1, "direction": 3})
+  # Flags from the true combinations: the wrong captions name other (shape, colour) pairs.
+  summary = judge.judge_captions(videos, wrong, heldout=is_heldout, config=config)
+  all_zeros = {"shape": 0.0, "color": 0.0, "size": 0.0, "direction": 0.0}
+  for score, count in ((summary.overall, 432), (summary.seen, 384), (summary.heldout, 48)):
+    assert (score.num_videos, score.valid_rate, score.accuracy) == (count, 1.0, 0.0)
+    assert score.attribute_accuracy == all_zeros
+  assert not any(summary.matched)
+
+
+@pytest.mark.parametrize("attribute,count", [("shape", 3), ("color", 6), ("size", 3), ("direction", 8)])
+def test_one_wrong_attribute_fails_the_caption_and_only_that_attribute(attribute, count):
+  config = CONFIGS[32]
+  videos, wrong, is_heldout = _grid_captions(config, seed=7, shift={attribute: count // 2})
+  summary = judge.judge_captions(videos, wrong, heldout=is_heldout, config=config)
+  assert summary.overall.accuracy == 0.0 and summary.heldout.accuracy == 0.0
+  expected = {key: float(key != attribute) for key in ("shape", "color", "size", "direction")}
+  assert summary.overall.attribute_accuracy == expected and summary.heldout.attribute_accuracy == expected
+  if attribute == "size":  # without size checks the caption is right
+    unsized = judge.judge_captions(videos, wrong, heldout=is_heldout, check_size=False)
+    assert not unsized.checks_size and unsized.overall.accuracy == 1.0 and unsized.heldout.accuracy == 1.0
+    assert "size" not in unsized.overall.attribute_accuracy
+
+
+def test_caption_forms_nesting_and_partial_captions():
+  config = CONFIGS[32]
+  example = shapes_lib.sample_example(config, "test", 11)
+  result = judge.judge_video(example["video"])
+  sizes = config.sizes
+  words = {"shape": shapes_lib.SHAPES[example["shape"]], "color": COLOR_NAMES[example["color"]],
+           "size": captioned.SIZE_WORDS[list(sizes).index(example["size"])],
+           "direction": DIRECTION_NAMES[example["direction"]]}
+  caption = captioned.caption_for(**words)
+  assert judge.matches_caption(result, caption, sizes=sizes)
+  assert judge.matches_caption(result, caption.encode(), sizes=sizes)  # bytes, as tf.data yields them
+  assert judge.matches_caption(result, captioned.parse_caption(caption), sizes=sizes)
+  assert judge.matches_caption(result, {"shape": example["shape"], "color": example["color"],
+                                        "size": example["size"]})  # dataset indices and pixels
+  assert judge.matches_caption(result, f"{words['color']} {words['shape']}")  # a label caption: 2 attributes
+  other_size = captioned.SIZE_WORDS[(captioned.SIZE_WORDS.index(words["size"]) + 1) % 3]
+  wrong_size = captioned.caption_for(**{**words, "size": other_size})
+  assert not judge.matches_caption(result, wrong_size, sizes=sizes)
+  assert judge.matches_caption(result, wrong_size)  # no sizes: size words unchecked
+  broken = example["video"].copy()
+  broken[2:] = shapes_lib.BACKGROUND
+  assert not judge.matches_caption(judge.judge_video(broken), caption, sizes=sizes)
+  # [E, D] decodes with one caption per example; the heldout flags per example too.
+  decodes = np.stack([np.stack([example["video"], broken])] * 2)  # [2, 2, T, H, W, 3]
+  summary = judge.judge_captions(decodes, [caption, wrong_size], heldout=[False, True], config=config)
+  assert summary.matched == (True, False, False, False)
+  assert summary.overall.accuracy == 0.25 and summary.seen.accuracy == 0.5 and summary.heldout.accuracy == 0.0
+  assert summary.overall.attribute_accuracy["color"] == 1.0  # detected in every frame, even of the broken one
+  assert summary.overall.attribute_accuracy["direction"] == 0.5  # the broken decodes have no motion
+  # A label caption's missing attributes are not scored.
+  partial = judge.summarize_captions([result], ["red circle" if words["shape"] != "circle" else "red square"])
+  assert set(partial.overall.attribute_accuracy) == {"shape", "color"}
+
+
+def test_caption_errors():
+  config = CONFIGS[32]
+  videos = np.stack([shapes_lib.sample_example(config, "test", i)["video"] for i in range(3)])
+  with pytest.raises(ValueError, match="unknown word 'hexagon'"):
+    judge.judge_captions(videos, ["small red hexagon"] * 3)
+  with pytest.raises(ValueError, match="captions has 2 entries; expected \\[3\\]"):
+    judge.judge_captions(videos, ["red circle"] * 2)
+  with pytest.raises(ValueError, match="heldout flags has 2 entries"):
+    judge.judge_captions(videos, ["red circle"] * 3, heldout=[True, False])
+  with pytest.raises(ValueError, match="heldout entry 'red triangle' must be a \\(shape, colour\\) pair"):
+    judge.judge_captions(videos, ["red circle"] * 3, heldout=["red triangle"])
+  with pytest.raises(ValueError, match="unknown caption attributes \\['colour'\\]"):
+    judge.judge_captions(videos, [{"colour": "red"}] * 3)
+  with pytest.raises(ValueError, match="unknown size 'huge'"):
+    judge.matches_caption(judge.judge_video(videos[0]), {"size": "huge"})
+  with pytest.raises(ValueError, match="sizes=\\(3, 4\\) must be the dataset's 3 sizes"):
+    judge.matches_caption(judge.judge_video(videos[0]), "small circle", sizes=(3, 4))
 
 
 # ---- input checks, config, speed --------------------------------------------------------------------

@@ -16,6 +16,9 @@ INSTALL_REQUIRES = [
     "matplotlib>=3.8,<4",  # the paper-experiment plots (tested with 3.11.2)  # to view the training curves and GIF samples the trainer writes
     "numpy>=1.26",
     "pillow>=10",  # GIF encoding for samples and TensorBoard video summaries
+    # PyAV bundles FFmpeg (with libx264) in its wheel: it encodes the decoder's MP4s and decodes users'
+    # mp4/avi/gif/webm/mov for the video_folder problem, with no system ffmpeg.
+    "av>=18.1,<19",
 ]
 
 setup(

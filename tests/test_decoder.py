@@ -49,6 +49,11 @@ def test_decode_writes_samples_truth_metrics_and_pictures(run_dir, tmp_path):
     assert metrics["diversity_lpips_alex"]["mean"] >= 0
   gif = Image.open(out / "example_0.gif")
   assert gif.n_frames == 7 and gif.size == (3 * (32 + 4) + 2, 32 + 4)  # truth + 2 decodes, 2-pixel borders
+  mp4 = video_io.read_video(out / "example_0.mp4")  # the same tiled video, enlarged for players
+  factor, height, width = video_io.mp4_upscale(32 + 4, 3 * (32 + 4) + 2)
+  assert mp4.shape == (gif.n_frames, height, width, 3)
+  corner = mp4[0, factor // 2, factor // 2].astype(int)  # the centre of pixel (0, 0)'s block: the truth's border
+  assert np.abs(corner - video_io.CONDITIONING_COLOR).max() < 40  # framed blue, within H.264's error
   grid = np.asarray(Image.open(out / "example_0.png").convert("RGB"))
   assert grid.shape == (3 * 36 + 2, 7 * 36 + 6, 3)
   decode_row = grid[37:37 + 36]  # the first decode

@@ -11,6 +11,8 @@ For each temperature it writes into `<decode_dir>/temperature_<T>/`:
                      temperature, checkpoint)
   example_<i>.gif    the ground truth and every decode of example i side by side, conditioning frames framed in
                      blue and generated ones in red (as in VideoFlow's figures)
+  example_<i>.mp4    the same video as H.264 MP4 (t2v.video_io.write_mp4: enlarged to >= 128 px, for browsers,
+                     QuickTime and slides)
   example_<i>.png    the same as a grid of frames: a row per video, a column per frame
 """
 
@@ -210,7 +212,9 @@ def _write(out: str, samples: np.ndarray, truth: np.ndarray, metrics: dict[str, 
     framed_real = video_io.add_border(real, num_conditioning=length)  # the ground truth is framed blue throughout
     framed = video_io.add_border(samples[e], num_conditioning=num_given)  # [D, T, H', W', 3]
     videos = np.concatenate([framed_real[None], framed])  # [1 + D, T, H', W', 3]: truth first
-    video_io.write_gif(os.path.join(out, f"example_{e}.gif"), video_io.tile_videos(videos), fps)
+    tiled = video_io.tile_videos(videos)  # [T, H'', W'', 3]
+    video_io.write_gif(os.path.join(out, f"example_{e}.gif"), tiled, fps)
+    video_io.write_mp4(os.path.join(out, f"example_{e}.mp4"), tiled, fps)
     video_io.write_png(os.path.join(out, f"example_{e}.png"), video_io.frame_grid(videos))
 
 

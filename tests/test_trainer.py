@@ -279,6 +279,14 @@ def test_output_dir_of_another_model_or_problem_is_refused_untouched(data_dir, t
   assert _snapshot(tmp_path) == before
 
 
+def test_resume_without_problem_config_uses_the_recorded_one(data_dir, tmp_path):
+  _run(data_dir, tmp_path, train_steps=1)
+  result = _run(data_dir, tmp_path, train_steps=2, problem_config=None)
+  assert result["step"] == 2
+  with open(tmp_path / "config.json") as f:
+    assert json.load(f)["problem_config"] == "tiny32"
+
+
 def test_checkpoints_without_config_are_refused(data_dir, tmp_path):
   _run(data_dir, tmp_path, train_steps=1)
   os.remove(tmp_path / "config.json")

@@ -183,7 +183,9 @@ def _resolve(*, problem: str, model: str, hparams_set: str | None, hparams_overr
     output_dir = config_lib.default_output_dir(problem, model, hparams_set or registry.default_hparams_set(model))
   output_dir = os.path.abspath(os.path.expanduser(output_dir))
   recorded = config_lib.read_config(output_dir)
-  config_lib.check_identity(recorded, output_dir, problem=problem, problem_config=problem_config, model=model)
+  config_lib.check_identity(recorded, output_dir, problem=problem, model=model)
+  if problem_config is None and recorded is not None:  # resuming without --problem_config: the recorded one
+    problem_config = recorded.get("problem_config")
   has_checkpoint = tf.train.latest_checkpoint(output_dir) is not None
   if has_checkpoint and recorded is None:
     raise ConfigError(f"output_dir {output_dir} holds checkpoints but no {config_lib.CONFIG_FILE}, so it was not "
@@ -200,6 +202,8 @@ def _resolve(*, problem: str, model: str, hparams_set: str | None, hparams_overr
   spec = problem_object.spec()
   config = config_lib.make_config(problem=problem, problem_config=_problem_config_name(problem_object),
                                   model=model, hparams_set=hparams_set, hparams=hparams, spec=spec.to_dict())
+  # Compared once the problem is built: its config name is normalised (video_folder's "root=...,..." strings)
+  config_lib.check_identity(recorded, output_dir, problem_config=config["problem_config"])
   write_config = True
   if has_checkpoint:
     changes = config_lib.compare(recorded, config, output_dir, allow_hparams_change)
@@ -207,8 +211,6 @@ def _resolve(*, problem: str, model: str, hparams_set: str | None, hparams_overr
       logging.warning("resuming %s with %s changed from %r to %r (--allow_hparams_change)", output_dir, key, old,
                       new)
     write_config = bool(changes)
-  elif recorded is not None:  # a run that stopped before its first checkpoint: only its identity binds
-    config_lib.check_identity(recorded, output_dir, problem_config=config["problem_config"])
   return _Setup(problem_name=problem, problem=problem_object, model_name=model, model_class=model_class,
                 hparams_set=hparams_set, hparams=hparams, spec=spec, output_dir=output_dir, config=config,
                 resuming=has_checkpoint, write_config=write_config)

@@ -34,6 +34,7 @@ HPARAMS_SETS: dict[str, str] = {
     "cglow_video_prev_frame": "t2v.models.cglow_video_hparams:cglow_video_prev_frame",
     "cglow_video_state": "t2v.models.cglow_video_hparams:cglow_video_state",
     "cglow_video_state_label": "t2v.models.cglow_video_hparams:cglow_video_state_label",
+    "cglow_video_state_caption": "t2v.models.cglow_video_hparams:cglow_video_state_caption",
     "cglow_video_cpu": "t2v.models.cglow_video_hparams:cglow_video_cpu",
     "cglow_video_tiny": "t2v.models.cglow_video_hparams:cglow_video_tiny",
 }

@@ -47,6 +47,12 @@ DEFAULT_HPARAMS_SET: dict[str, str] = {
 
 DEFAULT_PROBLEM = "stochastic_shapes"
 
+# The problem a model trains on when --problem is not given, where it is not DEFAULT_PROBLEM (a caption-conditioned
+# model needs captions).
+DEFAULT_PROBLEM_FOR_MODEL: dict[str, str] = {
+    "cglow_video": "captioned_shapes",
+}
+
 
 class RegistryError(LookupError):
   """An unknown name; the message lists the valid ones."""
@@ -78,6 +84,11 @@ def default_hparams_set(model_name: str) -> str:
   if model_name not in DEFAULT_HPARAMS_SET:
     raise RegistryError(f"unknown model {model_name!r}; valid models: {', '.join(sorted(MODELS))}")
   return DEFAULT_HPARAMS_SET[model_name]
+
+
+def default_problem(model_name: str) -> str:
+  """The problem `model_name` trains on when none is named."""
+  return DEFAULT_PROBLEM_FOR_MODEL.get(model_name, DEFAULT_PROBLEM)
 
 
 def check_names(problem_name: str, model_name: str, hparams_set_name: str | None) -> None:

@@ -18,3 +18,18 @@ def tiny_videoflow_run(tmp_path_factory) -> tuple[str, str]:
               data_dir=data_dir, output_dir=output_dir, train_steps=2, eval_steps=1, eval_every=2,
               checkpoint_every=0, strategy="one_device", num_samples=0)
   return output_dir, data_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_cglow_run(tmp_path_factory) -> tuple[str, str]:
+  """(output_dir, data_dir) of cglow_video_tiny (caption-conditioned) trained 2 steps on captioned shapes tiny32
+  (0 given frames, 5 generated, 32x32). Trained once per session; tests must not write into output_dir."""
+  from t2v import trainer  # pylint: disable=import-outside-toplevel
+  from t2v.problems.captioned_shapes import CaptionedShapes  # pylint: disable=import-outside-toplevel
+  data_dir = str(tmp_path_factory.mktemp("tfds_captioned"))
+  CaptionedShapes(data_dir, config="tiny32").prepare()
+  output_dir = str(tmp_path_factory.mktemp("cglow_run"))
+  trainer.run(problem="captioned_shapes", problem_config="tiny32", model="cglow_video",
+              hparams_set="cglow_video_tiny", data_dir=data_dir, output_dir=output_dir, train_steps=2, eval_steps=1,
+              eval_every=2, checkpoint_every=0, strategy="one_device", num_samples=0)
+  return output_dir, data_dir

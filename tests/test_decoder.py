@@ -80,3 +80,31 @@ def test_bad_input(run_dir, tmp_path):
   assert result.returncode == 2
   assert "t2v.decoder: error:" in result.stderr and "Traceback" not in result.stderr
 
+
+
+def test_decode_captioned_run_scores_captions_and_samples_a_typed_caption(tiny_cglow_run, tmp_path):
+  output_dir, data_dir = tiny_cglow_run
+  results = decode(output_dir, data_dir=data_dir, num_examples=2, num_decodes=2, temperatures=[0.5],
+                   decode_dir=str(tmp_path / "own"), batch_size=2, progress=False)
+  metrics = results["0.5"]
+  assert metrics["protocol"]["conditioning_frames"] == 0 and metrics["protocol"]["predicted_frames"] == 5
+  assert len(metrics["bits_per_pixel"]["per_frame"]["mean"]) == 5  # the head frame is scored too
+  captions = metrics["shapes_judge"]["captions"]
+  assert captions["overall"]["num_videos"] == 4 and 0 <= captions["overall"]["accuracy"] <= 1
+  assert captions["seen"]["num_videos"] + (captions["heldout"] or {"num_videos": 0})["num_videos"] == 4
+
+  typed = decode(output_dir, data_dir=data_dir, num_examples=2, num_decodes=1, temperatures=[0.0],
+                 decode_dir=str(tmp_path / "typed"), batch_size=2, progress=False,
+                 caption="large green square moving down")["0"]
+  assert typed["protocol"]["condition"] == {"caption": "large green square moving down"}
+  assert "bits_per_pixel" not in typed and "psnr" not in typed and "ground_truth_metrics" in typed["skipped"]
+  assert typed["shapes_judge"]["captions"]["overall"]["num_videos"] == 2
+  samples = np.load(tmp_path / "typed" / "temperature_0" / "samples.npy")
+  np.testing.assert_array_equal(samples[0], samples[1])  # T = 0, one caption: the same video for every example
+
+  with pytest.raises(ValueError, match=r"never saw in training: purple"):
+    decode(output_dir, data_dir=data_dir, num_examples=1, temperatures=[0.5], decode_dir=str(tmp_path / "x"),
+           progress=False, caption="purple circle")
+  with pytest.raises(ValueError, match=r"label=99 must be in 0..17"):
+    decode(output_dir, data_dir=data_dir, num_examples=1, temperatures=[0.5], decode_dir=str(tmp_path / "x"),
+           progress=False, label=99)

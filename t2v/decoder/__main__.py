@@ -1,4 +1,5 @@
 """python -m t2v.decoder --output_dir=RUN [--num_examples=16 --num_decodes=4 --temperature=0.0,0.5,1.0 ...]
+                        [--caption="small red circle moving up-left" | --label=3]
 
 Restores a training run's hparams and latest checkpoint, samples continuations of its evaluation clips and writes
 samples.npy, ground_truth.npy, metrics.json, GIFs and PNG grids per temperature (see t2v/decoder/lib.py).
@@ -25,6 +26,10 @@ flags.DEFINE_string("decode_dir", None, "Where to write; default: <output_dir>/d
 flags.DEFINE_integer("seed", 0, "Seed of the samples and of the dequantisation noise of bits per pixel.",
                      lower_bound=0)
 flags.DEFINE_integer("batch_size", 8, "Clips sampled at once.", lower_bound=1)
+flags.DEFINE_string("caption", None, "Sample this caption instead of each example's own (caption-conditioned "
+                    "models), e.g. 'small red circle moving up-left'.")
+flags.DEFINE_integer("label", None, "Sample this label id instead of each example's own (label-conditioned models).",
+                     lower_bound=0)
 flags.mark_flag_as_required("output_dir")
 
 
@@ -47,7 +52,8 @@ def main(argv):
     results = decode(FLAGS.output_dir, split=FLAGS.split, num_examples=FLAGS.num_examples,
                      num_decodes=FLAGS.num_decodes, temperatures=temperatures,
                      num_target_frames=FLAGS.num_target_frames, decode_dir=FLAGS.decode_dir, seed=FLAGS.seed,
-                     data_dir=FLAGS.data_dir, checkpoint=FLAGS.checkpoint, batch_size=FLAGS.batch_size)
+                     data_dir=FLAGS.data_dir, checkpoint=FLAGS.checkpoint, batch_size=FLAGS.batch_size,
+                     caption=FLAGS.caption, label=FLAGS.label)
   except (ConfigError, DataNotFoundError, ValueError) as e:
     return _fail(e)
   for temperature, metrics in results.items():

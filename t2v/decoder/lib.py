@@ -18,6 +18,7 @@ For each temperature it writes into `<decode_dir>/temperature_<T>/`:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -38,10 +39,15 @@ _SEED_STRIDE = 100003  # decodes d and batches b get sampling seeds (seed, d * s
 def decode(output_dir: str, *, split: str | None = None, num_examples: int = 16, num_decodes: int = 4,
            temperatures: Sequence[float] = (0.5,), num_target_frames: int | None = None,
            decode_dir: str | None = None, seed: int = 0, data_dir: str | None = None,
-           checkpoint: str | None = None, batch_size: int = 8, fps: float = 4.0, progress: bool = True
-           ) -> dict[str, Any]:
+           checkpoint: str | None = None, batch_size: int = 8, fps: float = 4.0, progress: bool = True,
+           caption: str | None = None, label: int | None = None) -> dict[str, Any]:
   """Samples `num_decodes` continuations of the first `num_examples` clips of `split` at each temperature and
-  writes them with their metrics; returns {temperature: metrics dict} (the metrics.json contents)."""
+  writes them with their metrics; returns {temperature: metrics dict} (the metrics.json contents).
+
+  `caption` or `label` (models conditioned on them) replaces every example's own: the videos are then samples of
+  that caption or label, so the figures that compare them with the examples' ground truth are not computed; on
+  captioned shapes the judge reports how many match the caption (label: the label's caption).
+  """
   if num_examples < 1 or num_decodes < 1 or batch_size < 1 or not temperatures:
     raise ValueError(f"num_examples={num_examples}, num_decodes={num_decodes} and batch_size={batch_size} must be "
                      f">= 1 and temperatures={list(temperatures)} non-empty")
@@ -61,7 +67,12 @@ def decode(output_dir: str, *, split: str | None = None, num_examples: int = 16,
   examples = read_examples(problem, split, num_examples, num_real, batch_size)
   truth = examples["video"]  # [E, num_real, H, W, C]
   num_examples = len(truth)
-  likelihood = _split_bpp(model, examples, num_given, seed, batch_size) if model.is_likelihood_model else None
+  requested = _requested_condition(model, caption, label)
+  if requested:
+    examples.update({key: np.repeat(np.asarray([value]), num_examples) for key, value in requested.items()})
+    likelihood = None  # the ground truth belongs to other captions
+  else:
+    likelihood = _split_bpp(model, examples, num_given, seed, batch_size) if model.is_likelihood_model else None
 
   results = {}
   for temperature in temperatures:
@@ -75,13 +86,45 @@ def decode(output_dir: str, *, split: str | None = None, num_examples: int = 16,
             "ground_truth_frames": num_real, "temperature": temperature, "seed": seed,
         },
     }
+    if requested:
+      metrics["protocol"]["condition"] = {key: _text(value) for key, value in requested.items()}
     if likelihood is not None:
       metrics["bits_per_pixel"] = likelihood
-    metrics.update(_sample_metrics(problem, examples, samples, num_given))
+    metrics.update(_sample_metrics(problem, examples, samples, num_given, compare_with_truth=not requested))
     out = os.path.join(decode_dir, f"temperature_{temperature:g}")
     _write(out, samples, truth, metrics, num_given, fps)
     results[f"{temperature:g}"] = metrics
   return results
+
+
+def _text(value: Any) -> Any:
+  return value.decode() if isinstance(value, bytes) else value
+
+
+def _requested_condition(model, caption: str | None, label: int | None) -> dict[str, Any]:
+  """{"caption": ...} or {"label": ...} from --caption / --label, checked against the model's spec."""
+  spec = model.spec
+  if caption is not None and label is not None:
+    raise ValueError(f"caption={caption!r} and label={label!r}: give one of them")
+  if caption is not None:
+    if not spec.has_caption:
+      raise ValueError(f"caption={caption!r}, but the run's problem has no captions: leave --caption out")
+    from t2v import text  # pylint: disable=import-outside-toplevel
+    unknown = sorted({word for word in text.words(caption) if word not in spec.vocabulary})
+    if not text.words(caption) or unknown:
+      raise ValueError(f"caption={caption!r} has {'no words' if not unknown else 'words the model never saw in training: ' + ', '.join(unknown)}; "
+                       f"its vocabulary: {' '.join(spec.vocabulary)}")
+    return {"caption": caption.encode()}
+  if label is not None:
+    if not 0 <= label < spec.num_labels:
+      raise ValueError(f"label={label} must be in 0..{spec.num_labels - 1} (the run's problem has "
+                       f"{spec.num_labels} labels)" if spec.num_labels else
+                       f"label={label}, but the run's problem has no labels: leave --label out")
+    requested: dict[str, Any] = {"label": np.int32(label)}
+    if spec.has_caption and spec.label_captions:  # a captioned problem: the label's caption goes with it
+      requested["caption"] = spec.label_captions[label].encode()
+    return requested
+  return {}
 
 
 def read_examples(problem, split: str, num_examples: int, num_frames: int, batch_size: int) -> dict[str, np.ndarray]:
@@ -125,19 +168,22 @@ def sample_decodes(model, examples, num_given, num_predicted, num_decodes, tempe
 def _split_bpp(model, examples, num_given, seed, batch_size) -> dict[str, Any]:
   """Bits per pixel of the ground truth's predicted frames given its first `num_given` (likelihood models)."""
   from t2v.metrics import bpp  # pylint: disable=import-outside-toplevel
-  videos = examples["video"]
-  dataset = tf.data.Dataset.from_tensor_slices({"video": videos}).batch(batch_size)
+  features = {key: examples[key] for key in ("video", "label", "caption") if key in examples}
+  dataset = tf.data.Dataset.from_tensor_slices(features).batch(batch_size)
   return bpp.split_bits_per_pixel(model, dataset, num_given, seed)
 
 
-def _sample_metrics(problem, examples, samples, num_given) -> dict[str, Any]:
-  """PSNR/SSIM over decodes (mean, best and worst of N) and, on stochastic shapes, the shapes judge."""
+def _sample_metrics(problem, examples, samples, num_given, compare_with_truth: bool = True) -> dict[str, Any]:
+  """PSNR/SSIM over decodes (mean, best and worst of N) and, on (captioned) stochastic shapes, the shapes judge
+  (and its caption accuracy). Without `compare_with_truth` only the judge runs."""
   from t2v.metrics import aggregate, psnr_ssim  # pylint: disable=import-outside-toplevel
   truth = examples["video"]
   num_real = truth.shape[1]
   out: dict[str, Any] = {}
   skipped: dict[str, str] = {}
-  if num_real > num_given:
+  if not compare_with_truth:
+    skipped["ground_truth_metrics"] = "the samples were drawn for a requested caption or label, not the examples'"
+  elif num_real > num_given:
     predicted = samples[:, :, num_given:num_real]  # [E, D, T', H, W, C]: frames with a ground truth
     real = truth[:, num_given:]
     out["psnr"] = aggregate.over_decodes(psnr_ssim.psnr(predicted, real), higher_is_better=True)
@@ -150,7 +196,9 @@ def _sample_metrics(problem, examples, samples, num_given) -> dict[str, Any]:
         diversity = [float(pairwise_diversity(uint8_to_signed_unit(_rgb(samples[e, :, num_given:])), lpips_net))
                      for e in range(len(samples))]
         out["diversity_lpips_alex"] = aggregate.mean_ci(np.asarray(diversity))
-  if samples.shape[2] >= _FVD_MIN_FRAMES and truth.shape[1] >= _FVD_MIN_FRAMES and len(samples) >= 2:
+  if not compare_with_truth:
+    pass
+  elif samples.shape[2] >= _FVD_MIN_FRAMES and truth.shape[1] >= _FVD_MIN_FRAMES and len(samples) >= 2:
     i3d = _optional("fvd", skipped, lambda: __import__("t2v.metrics.i3d", fromlist=["I3D"]).I3D())
     if i3d is not None:
       from t2v.metrics import fvd  # pylint: disable=import-outside-toplevel
@@ -160,16 +208,27 @@ def _sample_metrics(problem, examples, samples, num_given) -> dict[str, Any]:
   else:
     skipped["fvd"] = (f"needs >= {_FVD_MIN_FRAMES} frames of ground truth and samples and >= 2 examples "
                       f"(have {truth.shape[1]}, {samples.shape[2]}, {len(samples)})")
-  if problem.name == "stochastic_shapes":
+  if problem.name in ("stochastic_shapes", "captioned_shapes"):
     from t2v.metrics import shapes_judge  # pylint: disable=import-outside-toplevel
-    judged = shapes_judge.judge_continuation(truth[:, :num_given], samples[:, :, num_given:],
-                                             config=problem.config)
+    if num_given:
+      judged = shapes_judge.judge_continuation(truth[:, :num_given], samples[:, :, num_given:],
+                                               config=problem.config)
+    else:  # generated from a caption or label alone: nothing to continue
+      judged = shapes_judge.judge_videos(samples, config=problem.config)
     summary = shapes_judge.summarize(judged)
     out["shapes_judge"] = {
         "valid_rate": summary.valid_rate, "direction_entropy_bits": summary.direction_entropy_bits,
         "example_direction_entropy_bits": summary.example_direction_entropy_bits,
         "direction_counts": summary.direction_counts, "reasons": summary.reason_counts,
     }
+    if "caption" in examples:
+      captions = [_text(c) for c in examples["caption"]]
+      scored = shapes_judge.summarize_captions(judged, captions, heldout=problem.config.heldout,
+                                               sizes=problem.config.sizes)
+      out["shapes_judge"]["captions"] = {
+          name: None if score is None else dataclasses.asdict(score)
+          for name, score in (("overall", scored.overall), ("seen", scored.seen), ("heldout", scored.heldout))}
+      out["shapes_judge"]["captions"]["checks_size"] = scored.checks_size
   if skipped:
     out["skipped"] = skipped
   return out

@@ -24,7 +24,8 @@ from t2v import registry
 from t2v.trainer import config as config_lib
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("problem", registry.DEFAULT_PROBLEM, "Registered problem (--registry_help lists them).")
+flags.DEFINE_string("problem", None, "Registered problem (--registry_help lists them); default: the model's "
+                    f"default, {registry.DEFAULT_PROBLEM!r} for most models.")
 flags.DEFINE_string("problem_config", None, "The problem's config, e.g. 'tiny' for stochastic_shapes; "
                     "default: the problem's default.")
 flags.DEFINE_string("model", "videoflow", "Registered model.")
@@ -69,11 +70,12 @@ def main(argv: list[str]) -> int:
     return 0
   try:
     # Cheap checks first: names and hparams are validated without importing TensorFlow.
-    registry.check_names(FLAGS.problem, FLAGS.model, FLAGS.hparams_set)
+    problem = FLAGS.problem or registry.default_problem(FLAGS.model)
+    registry.check_names(problem, FLAGS.model, FLAGS.hparams_set)
     config_lib.resolve_hparams(FLAGS.model, FLAGS.hparams_set, FLAGS.hparams)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ INFO lines drown the log
     from t2v.trainer import lib  # pylint: disable=import-outside-toplevel
-    lib.run(problem=FLAGS.problem, problem_config=FLAGS.problem_config, model=FLAGS.model,
+    lib.run(problem=problem, problem_config=FLAGS.problem_config, model=FLAGS.model,
             hparams_set=FLAGS.hparams_set, hparams_overrides=FLAGS.hparams, output_dir=FLAGS.output_dir,
             data_dir=FLAGS.data_dir, train_steps=FLAGS.train_steps, eval_steps=FLAGS.eval_steps,
             eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.checkpoint_every,

@@ -69,7 +69,7 @@ _DATA_WAIT_SECONDS = 600
 # ---- the run -----------------------------------------------------------------------------------------
 
 def run(*,
-        problem: str = registry.DEFAULT_PROBLEM,
+        problem: str | None = None,
         model: str = "videoflow",
         hparams_set: str | None = None,
         hparams_overrides: str | dict[str, Any] = "",
@@ -91,7 +91,8 @@ def run(*,
   """Trains `model` on `problem` into `output_dir`, resuming from its latest checkpoint if it has one.
 
   Args:
-    problem, model, hparams_set: registry names (t2v.registry); hparams_set None is the model's default, or
+    problem, model, hparams_set: registry names (t2v.registry); problem None is the model's default problem
+      (registry.default_problem); hparams_set None is the model's default, or
       the set recorded in output_dir when resuming.
     hparams_overrides: "k=v,k2=v2" (or a dict) applied to the preset.
     output_dir: where config.json, checkpoints, summaries and samples go; default
@@ -121,6 +122,7 @@ def run(*,
       hparams value, argument or output_dir.
     t2v.problems.base.DataNotFoundError: when the problem's data is not in data_dir.
   """
+  problem = problem or registry.default_problem(model)
   _check_arguments(train_steps=train_steps, eval_steps=eval_steps, eval_every=eval_every,
                    checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, log_every=log_every,
                    seed=seed, sample_temperature=sample_temperature, num_samples=num_samples, gif_fps=gif_fps,

@@ -22,8 +22,8 @@ import tensorflow as tf
 from t2v.trainer.config import ConfigError
 from t2v.trainer.restore import restore_run
 
-# model name -> the module building its hub modules (MODULES, signatures_doc)
-MODEL_MODULES: dict[str, str] = {"videoflow": "t2v.hub_modules.videoflow"}
+# model name -> the module building its hub modules (MODULES, signatures_doc; optionally readme_examples)
+MODEL_MODULES: dict[str, str] = {"videoflow": "t2v.hub_modules.videoflow", "cglow_video": "t2v.hub_modules.cglow_video"}
 
 _DESCRIPTIONS = {
     "evaluator": "Scores videos: bits per pixel of target frames given conditioning frames.",
@@ -56,6 +56,7 @@ def export(output_dir: str, export_dir: str, modules: Sequence[str] | None = Non
   _, model, config = restore_run(output_dir, checkpoint=checkpoint)
   figures = latest_eval_figures(output_dir)
   docs = builders.signatures_doc(model)
+  examples = builders.readme_examples(model) if hasattr(builders, "readme_examples") else {}
   os.makedirs(export_dir, exist_ok=True)
   staging = tempfile.mkdtemp(prefix=".export-", dir=export_dir)
   try:
@@ -63,7 +64,7 @@ def export(output_dir: str, export_dir: str, modules: Sequence[str] | None = Non
       path = os.path.join(staging, name)
       tf.saved_model.save(builders.MODULES[name](model), path)
       with open(os.path.join(path, "README.md"), "w") as f:
-        f.write(_readme(name, docs[name], config, figures, model))
+        f.write(_readme(name, docs[name], config, figures, model, examples.get(name)))
     for name, target in targets.items():
       if os.path.exists(target):
         shutil.rmtree(target)
@@ -86,11 +87,12 @@ def latest_eval_figures(output_dir: str) -> dict[str, Any]:
   return figures
 
 
-def _readme(name: str, signature: str, config: dict[str, Any], figures: dict[str, Any], model) -> str:
+def _readme(name: str, signature: str, config: dict[str, Any], figures: dict[str, Any], model,
+            example: str | None = None) -> str:
   spec = model.spec
   h, w, c = spec.frame_shape
   tc, tt = spec.num_input_frames, spec.num_target_frames
-  example = {
+  example = example or {
       "evaluator": (f"inputs = np.zeros([2, {tc}, {h}, {w}, {c}], np.uint8)\n"
                     f"targets = np.zeros([2, {tt}, {h}, {w}, {c}], np.uint8)\n"
                     "print(module.log_prob(inputs, targets)[\"bits_per_pixel\"])"),

@@ -3,6 +3,10 @@
 `FlowStep` is one step as a `tfb.Chain` of the three bijectors. `FlowSteps` is a whole stack of K steps whose
 parameters live in three Keras layers with a leading step axis; its forward pass is a `tf.while_loop` over the
 step index, so `tf.function` traces one step, not K, and tracing time does not grow with depth.
+
+With `reversible_gradients=True` both directions run through `reversible.reversible_chain`: the backward pass
+rebuilds each step's input from its output with the inverse instead of keeping the K steps' activations, so the
+memory of a training step does not grow with K (values and gradients are the same; see `reversible.py`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from t2v.bijectors.actnorm import ActNorm, ActNormParams
 from t2v.bijectors.base import FlowBijector
 from t2v.bijectors.coupling import AdditiveCoupling, AffineCoupling, CouplingNet, coupling_out_channels
 from t2v.bijectors.invertible_conv import InvertibleConv1x1, InvertibleConvParams
+from t2v.bijectors.reversible import reversible_chain
 
 tfb = tfp.bijectors
 
@@ -77,16 +82,30 @@ class FlowStep(tfb.Chain):
 
 
 class FlowSteps(FlowBijector):
-  """All K steps of a flow level, looped with `tf.while_loop` over the step index."""
+  """All K steps of a flow level, looped with `tf.while_loop` over the step index.
 
-  def __init__(self, params: FlowStepParams, name: str = "flow_steps"):
+  Args:
+    params: the step-stacked parameters of the K steps.
+    reversible_gradients: compute gradients by inverting the steps one at a time (RevNet-style) instead of
+      storing every step's activations: memory independent of K, about one more forward pass of compute.
+      Gradients are first order only (no `tape.jacobian` of a gradient, no Hessians) when on.
+  """
+
+  def __init__(self, params: FlowStepParams, name: str = "flow_steps", *, reversible_gradients: bool = False):
     parameters = dict(locals())
+    if not isinstance(reversible_gradients, bool):
+      raise TypeError(f"reversible_gradients={reversible_gradients!r} must be True or False")
     self._params = params
+    self._reversible_gradients = reversible_gradients
     super().__init__(name=name, parameters=parameters)
 
   @property
   def num_steps(self) -> int:
     return self._params.num_steps
+
+  @property
+  def reversible_gradients(self) -> bool:
+    return self._reversible_gradients
 
   def step(self, k: int | tf.Tensor) -> FlowStep:
     return FlowStep(self._params, k)
@@ -99,14 +118,27 @@ class FlowSteps(FlowBijector):
       x, step_ldj = apply(self.step(index), x)
       return k + 1, x, ldj + step_ldj
 
+    # maximum_iterations: XLA needs a static bound on the loop to differentiate it (its gradient stacks)
     _, x, ldj = tf.while_loop(lambda k, *_: k < k_max, body, (tf.constant(0), x, tf.zeros(tf.shape(x)[:1])),
-                              parallel_iterations=1)
+                              parallel_iterations=1, maximum_iterations=k_max)
     return x, ldj
 
+  def _reversible_loop(self, x, cond, reverse_order: bool):
+    """Both directions as a `reversible_chain` over the step index; the inverse runs steps K-1 .. 0."""
+    forward = lambda k, x, conds: self.step(k).forward_and_log_det(x, cond=conds[0] if conds else None)
+    inverse = lambda k, y, conds: self.step(k).inverse_and_log_det(y, cond=conds[0] if conds else None)
+    apply, undo = (inverse, forward) if reverse_order else (forward, inverse)
+    return reversible_chain(x, () if cond is None else (cond,), self.num_steps, apply,
+                            lambda k, y, conds: undo(k, y, conds)[0], descending=reverse_order)
+
   def _forward_and_log_det(self, x, cond=None):
+    if self._reversible_gradients:
+      return self._reversible_loop(x, cond, False)
     return self._loop(x, cond, False, lambda step, x: step.forward_and_log_det(x, cond=cond))
 
   def _inverse_and_log_det(self, y, cond=None):
+    if self._reversible_gradients:
+      return self._reversible_loop(y, cond, True)
     return self._loop(y, cond, True, lambda step, y: step.inverse_and_log_det(y, cond=cond))
 
   def initialize(self, x: tf.Tensor, cond: tf.Tensor | None = None) -> tf.Tensor:

@@ -11,6 +11,11 @@ VideoFlow's prior models z_l given h_l (the h^(>l) of the paper: a function of t
 
 Each level is a `tfb.Chain([FlowSteps, Squeeze])`; the split between levels is the only non-bijector step
 (it changes the number of outputs), written out here.
+
+Memory: with `reversible_gradients` every level's K steps compute their gradients by inversion (see
+`reversible.py`), so a training step stores per level only the level's input and output (and the latents the
+loss reads), not the K steps' activations: memory grows with L, not with K. The squeeze is a reshape and the
+split a slice; neither needs anything reversible.
 """
 
 from __future__ import annotations
@@ -45,11 +50,14 @@ class MultiScaleGlow(keras.layers.Layer):
     cond_channels: channels of a per-level conditioning tensor for the couplings (0: none); the
       conditioning at level l has the spatial size of that level's latents.
     seed: seeds the random rotations of the 1x1 convolutions.
+    reversible_gradients: each level's steps get their gradients by inversion instead of stored activations
+      (same values; memory independent of depth, about one more forward pass of compute; first-order
+      gradients only). Off: plain backpropagation.
   """
 
   def __init__(self, image_shape: tuple[int, int, int], num_levels: int, depth: int, hidden_channels: int,
                coupling: str = "affine", activation: str = "relu", cond_channels: int = 0, seed: int = 0,
-               **kwargs):
+               reversible_gradients: bool = False, **kwargs):
     super().__init__(**kwargs)
     height, width, channels = image_shape
     if num_levels < 1 or depth < 1:
@@ -57,6 +65,8 @@ class MultiScaleGlow(keras.layers.Layer):
     if height % 2 ** num_levels or width % 2 ** num_levels:
       raise ValueError(f"frame size {height}x{width} is not divisible by 2**num_levels={2 ** num_levels}: "
                        "lower num_levels or resize the frames")
+    if not isinstance(reversible_gradients, bool):
+      raise TypeError(f"reversible_gradients={reversible_gradients!r} must be True or False")
     # ---- config
     self.image_shape = tuple(image_shape)
     self.num_levels = num_levels
@@ -66,6 +76,7 @@ class MultiScaleGlow(keras.layers.Layer):
     self.activation = activation
     self.cond_channels = cond_channels
     self.seed = seed
+    self.reversible_gradients = reversible_gradients
     # ---- layers: level l acts on c_l channels after its squeeze
     self.step_params = []
     self.latent_shapes = []  # z_l shapes [h, w, c]
@@ -85,9 +96,13 @@ class MultiScaleGlow(keras.layers.Layer):
     self.step_params = track_layers(self, "level", self.step_params)
     self.squeeze = Squeeze()
 
+  def level_steps(self, level: int) -> FlowSteps:
+    """The K steps of flow of level `level` (with this flow's gradient mode)."""
+    return FlowSteps(self.step_params[level], reversible_gradients=self.reversible_gradients)
+
   def level_bijector(self, level: int) -> tfb.Chain:
     """Level `level` without its split: squeeze, then K steps of flow."""
-    return tfb.Chain([FlowSteps(self.step_params[level]), self.squeeze], name=f"level_{level}")
+    return tfb.Chain([self.level_steps(level), self.squeeze], name=f"level_{level}")
 
   def _cond(self, conds, level):
     return None if conds is None else conds[level]
@@ -99,7 +114,7 @@ class MultiScaleGlow(keras.layers.Layer):
     u = x
     for level in range(self.num_levels):
       s, _ = self.squeeze.forward_and_log_det(u)  # [N, H_l, W_l, c_l]
-      v, ldj = FlowSteps(self.step_params[level]).forward_and_log_det(s, cond=self._cond(conds, level))
+      v, ldj = self.level_steps(level).forward_and_log_det(s, cond=self._cond(conds, level))
       log_det += ldj
       if level < self.num_levels - 1:
         u, z = split_latent(v)
@@ -112,7 +127,7 @@ class MultiScaleGlow(keras.layers.Layer):
   def decode_level(self, level: int, z: tf.Tensor, h: tf.Tensor | None, conds=None) -> tf.Tensor:
     """Inverts level `level` from its latent z and (below the top) h: returns u_level, the level's input."""
     v = z if h is None else tf.concat([h, z], axis=-1)
-    s, _ = FlowSteps(self.step_params[level]).inverse_and_log_det(v, cond=self._cond(conds, level))
+    s, _ = self.level_steps(level).inverse_and_log_det(v, cond=self._cond(conds, level))
     u, _ = self.squeeze.inverse_and_log_det(s)
     return u
 
@@ -137,4 +152,5 @@ class MultiScaleGlow(keras.layers.Layer):
   def get_config(self):
     return {**super().get_config(), "image_shape": self.image_shape, "num_levels": self.num_levels,
             "depth": self.depth, "hidden_channels": self.hidden_channels, "coupling": self.coupling,
-            "activation": self.activation, "cond_channels": self.cond_channels, "seed": self.seed}
+            "activation": self.activation, "cond_channels": self.cond_channels, "seed": self.seed,
+            "reversible_gradients": self.reversible_gradients}

@@ -47,7 +47,7 @@ class VideoFlow(VideoModel):
                        f"num_cond_frames={self.num_cond_frames}: raise num_train_frames")
     # ---- layers
     self.glow = MultiScaleGlow(spec.frame_shape, hp.num_levels, hp.depth, hp.hidden_channels, hp.coupling,
-                               hp.coupling_activation, name="glow")
+                               hp.coupling_activation, reversible_gradients=hp.reversible_gradients, name="glow")
     self.priors = []
     for level, latent_shape in enumerate(self.glow.latent_shapes):
       top = level == hp.num_levels - 1

@@ -17,6 +17,14 @@ class VideoFlowHParams(HParams):
   hidden_channels: int = 512
   coupling: str = choice("affine", "affine", "additive")
   coupling_activation: str = choice("relu", "relu", "gated")
+  # Gradients of each level's K steps by inversion (RevNet-style, t2v/bijectors/reversible.py) instead of stored
+  # activations: the same gradients, a training step's working memory flat in K. On by default because the base
+  # and the BAIR and shapes presets (K = 24, 12) are where it pays. Measured by benchmarks/flow_memory_benchmark.py
+  # (videoflow_cpu widths, 32x32, CPU): plain backprop's step memory grows 5.6x from K = 4 to 32 (reversible:
+  # 1.0x); at K = 16 it is 6x the reversible one, which fits 27 frames per window in the memory plain fits 7 in;
+  # the step takes 1.25x (K = 4) to 1.5-1.7x (K = 32) the time. At K <= 4 on a machine with memory to spare
+  # (videoflow_cpu) it only costs time: turn it off there.
+  reversible_gradients: bool = True
   # Prior p(z_t | z_<t, h_t).
   # conv_lstm: a 3x3 convolutional LSTM state per level over all past frames (VideoFlow §6), width prior_width;
   # prior_depth, prior_dilations and prior_gating do not apply to it.
@@ -86,7 +94,7 @@ def videoflow_cpu() -> VideoFlowHParams:
   return dataclasses.replace(
       videoflow_shapes(), num_levels=3, depth=4, hidden_channels=48, coupling="affine", prior="conv3d_net",
       prior_depth=1, prior_width=32, batch_size=16, init_batch_size=32, learning_rate=1e-3, warmup_steps=100,
-      clip_grad_norm=50.0)
+      clip_grad_norm=50.0, reversible_gradients=False)  # K = 4 fits easily: inversion would only cost time
 
 
 def videoflow_tiny() -> VideoFlowHParams:

@@ -59,6 +59,8 @@ from t2v.trainer import strategy as strategy_lib
 from t2v.trainer import summaries as summaries_lib
 from t2v.trainer.config import ConfigError
 
+_IMPORTED_AT = time.monotonic()  # the fallback origin of seconds_since_launch
+
 # Features a model may read; problems' ground-truth extras (positions, colours...) are dropped.
 MODEL_FEATURES = ("video", "label", "caption")
 
@@ -113,7 +115,8 @@ def run(*,
     allow_hparams_change: resume even though hparams differ from those recorded in output_dir.
 
   Returns:
-    {"step", "train": {loss, metrics... averaged over the last log window}, "eval": {loss, metrics...},
+    {"step", "seconds_to_first_step" (since the process started; None if no step ran), "train": {loss,
+     metrics... averaged over the last log window}, "eval": {loss, metrics...},
      "skipped_steps", "restores", "lr_scale", "optimizer_iterations", "interrupted", "output_dir",
      "checkpoint"}.
 
@@ -234,6 +237,18 @@ def _make_problem(name: str, data_dir: str | None, problem_config: str | None):
 def _problem_config_name(problem) -> str | None:
   config = getattr(problem, "config", None)
   return config if isinstance(config, str) or config is None else getattr(config, "name", None)
+
+
+def seconds_since_launch() -> float:
+  """Wall seconds since this process started (Linux: from /proc; elsewhere: since t2v.trainer.lib was imported)."""
+  try:
+    with open("/proc/self/stat") as f:
+      start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime, in clock ticks since boot
+    with open("/proc/uptime") as f:
+      uptime = float(f.read().split()[0])
+    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+  except (OSError, ValueError, IndexError):
+    return time.monotonic() - _IMPORTED_AT
 
 
 # ---- input pipelines -----------------------------------------------------------------------------------
@@ -585,10 +600,14 @@ class _Trainer:
     interrupted = False
     train_metrics: dict[str, float] = {}
     eval_metrics: dict[str, float] = {}
+    first_step_seconds = None
     while step < self.train_steps:
       out = {key: value.numpy() for key, value in train_step(iterator, tf.constant(float(stop_flag.requested)))
              .items()}
       step += 1
+      if first_step_seconds is None:
+        first_step_seconds = seconds_since_launch()
+        logging.info("first step done %.1f s after launch", first_step_seconds)
       if out["ok"]:
         consecutive_nonfinite = 0
         window.add(out)
@@ -622,6 +641,7 @@ class _Trainer:
                    _format(train_metrics), _format(eval_metrics), int(self.skipped.numpy()), self.restores, path)
     return {
         "step": step,
+        "seconds_to_first_step": first_step_seconds,
         "train": train_metrics,
         "eval": eval_metrics,
         "skipped_steps": int(self.skipped.numpy()),

@@ -82,8 +82,8 @@ def test_json_round_trip():
 # ---- registry -----------------------------------------------------------------------------------------------
 
 def test_unknown_names_list_the_valid_ones():
-  with pytest.raises(registry.RegistryError, match=r"unknown problem 'nope'; valid problems: bair, moving_mnist, "
-                     r"stochastic_shapes"):
+  with pytest.raises(registry.RegistryError, match=r"unknown problem 'nope'; valid problems: bair, "
+                     r"captioned_shapes, moving_mnist, stochastic_shapes, video_folder"):
     registry.check_names("nope", "toy", None)
   with pytest.raises(registry.RegistryError, match=r"unknown model 'nope'; valid models: .*toy.*videoflow"):
     registry.check_names("stochastic_shapes", "nope", None)
@@ -183,8 +183,9 @@ def _trainer_cli_without_tensorflow(*flags: str) -> tuple[int, str, bool]:
 
 
 @pytest.mark.parametrize("flags, message", [
-    (("--model=nope",), "unknown model 'nope'; valid models: videoflow"),
-    (("--problem=nope",), "unknown problem 'nope'; valid problems: bair, moving_mnist, stochastic_shapes"),
+    (("--model=nope",), "unknown model 'nope'; valid models: cglow_video, videoflow"),
+    (("--problem=nope",), "unknown problem 'nope'; valid problems: bair, captioned_shapes, moving_mnist, "
+                          "stochastic_shapes, video_folder"),
     (("--hparams_set=nope",), "unknown hparams set 'nope'; valid hparams sets: "),
     (("--hparams=learning_rat=1",), "unknown hparams key 'learning_rat' for "),
     (("--hparams=batch_size=x",), "hparams batch_size='x' is not a valid int"),

@@ -281,10 +281,16 @@ def test_output_dir_of_another_model_or_problem_is_refused_untouched(data_dir, t
 
 def test_resume_without_problem_config_uses_the_recorded_one(data_dir, tmp_path):
   _run(data_dir, tmp_path, train_steps=1)
+  # a run recorded by an older t2v: without an hparam and spec fields added since
+  config = json.loads((tmp_path / "config.json").read_text())
+  removed = sorted(config["hparams"])[0]
+  del config["hparams"][removed], config["spec"]["vocabulary"], config["spec"]["label_captions"]
+  (tmp_path / "config.json").write_text(json.dumps(config))
   result = _run(data_dir, tmp_path, train_steps=2, problem_config=None)
   assert result["step"] == 2
   with open(tmp_path / "config.json") as f:
-    assert json.load(f)["problem_config"] == "tiny32"
+    resumed = json.load(f)
+  assert resumed["problem_config"] == "tiny32" and removed in resumed["hparams"]
 
 
 def test_checkpoints_without_config_are_refused(data_dir, tmp_path):

@@ -79,6 +79,15 @@ def _normalise(value: Any) -> Any:
   return json.loads(json.dumps(value, sort_keys=True))
 
 
+def _full_spec(spec: dict[str, Any]) -> Any:
+  """A recorded spec with the fields added to VideoSpec since it was written at their defaults."""
+  from t2v.problems.spec import VideoSpec  # pylint: disable=import-outside-toplevel
+  try:
+    return _normalise(VideoSpec.from_dict(spec).to_dict())
+  except (TypeError, ValueError):  # not a VideoSpec this t2v can read: compare as recorded
+    return _normalise(spec)
+
+
 def read_config(output_dir: str) -> dict[str, Any] | None:
   """The recorded config of `output_dir`, or None when it has none."""
   path = os.path.join(output_dir, CONFIG_FILE)
@@ -128,19 +137,24 @@ def compare(recorded: dict[str, Any], new: dict[str, Any], output_dir: str,
   """Checks a resume: returns the changed hparams {key: (old, new)}, or raises ConfigError.
 
   Problem, problem config, model and spec must match. Changed hparams (and hparams set) are refused unless
-  `allow_hparams_change`, in which case they are returned so the caller can log and record them.
+  `allow_hparams_change`, in which case they are returned so the caller can log and record them. Hparams the
+  record lacks (added to t2v after the run was written) are not refused: they are returned as changes from
+  "<absent>" and take the preset's values.
   """
   check_identity(recorded, output_dir, **{key: new[key] for key in _IDENTITY_KEYS})
-  if _normalise(recorded["spec"]) != new["spec"]:
+  if _full_spec(recorded["spec"]) != _full_spec(new["spec"]):
     raise ConfigError(f"output_dir {output_dir} holds a run on data of spec {recorded['spec']}, but this "
                       f"problem now has spec {new['spec']}; pick another --output_dir")
   changes: dict[str, tuple[Any, Any]] = {}
   if recorded["hparams_set"] != new["hparams_set"]:
     changes["hparams_set"] = (recorded["hparams_set"], new["hparams_set"])
   old_hparams, new_hparams = recorded["hparams"], new["hparams"]
+  added: dict[str, tuple[Any, Any]] = {}  # hparams t2v gained after the run was recorded: they take their values
   for key in sorted(set(old_hparams) | set(new_hparams)):
     old, value = old_hparams.get(key, "<absent>"), new_hparams.get(key, "<absent>")
-    if old != value:
+    if old == "<absent>":
+      added[key] = (old, value)
+    elif old != value:
       changes[key] = (old, value)
   if changes and not allow_hparams_change:
     listed = ", ".join(f"{key}: {old!r} -> {value!r}" for key, (old, value) in changes.items())
@@ -148,4 +162,4 @@ def compare(recorded: dict[str, Any], new: dict[str, Any], output_dir: str,
         f"output_dir {output_dir} holds a run with other hparams ({listed}); rerun with the recorded values "
         f"(see its {CONFIG_FILE}), pick another --output_dir, or pass --allow_hparams_change to resume with "
         "the new ones")
-  return changes
+  return {**changes, **added}

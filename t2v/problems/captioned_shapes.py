@@ -46,7 +46,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from t2v import text
-from t2v.problems import base
+from t2v.problems import base, stochastic_shapes
 from t2v.problems.stochastic_shapes import COLORS, DIRECTIONS, SHAPES, StochasticShapesConfig
 from t2v.problems.stochastic_shapes import render_video, sample_example
 
@@ -272,19 +272,10 @@ class CaptionedShapesDataset(tfds.core.GeneratorBasedBuilder):
   code_path = epath.Path(__file__)
 
   def _info(self) -> tfds.core.DatasetInfo:
-    config = self.builder_config
-    size = config.frame_size
     return self.dataset_info_from_configs(
         description=__doc__.splitlines()[0],
         features=tfds.features.FeaturesDict({
-            "video": tfds.features.Video(shape=(config.num_frames, size, size, 3)),
-            "shape": tfds.features.ClassLabel(names=list(SHAPES)),
-            "color": tfds.features.ClassLabel(names=list(COLORS)),
-            "color_rgb": tfds.features.Tensor(shape=(3,), dtype=np.uint8),
-            "size": tfds.features.Scalar(dtype=np.int32),
-            "direction": tfds.features.ClassLabel(names=list(DIRECTIONS)),
-            "positions": tfds.features.Tensor(shape=(config.num_frames, 2), dtype=np.float32),
-            "speed": tfds.features.Scalar(dtype=np.float32),
+            **stochastic_shapes.features(self.builder_config),  # the video and its ground truth
             "label": tfds.features.ClassLabel(names=list(LABEL_CAPTIONS)),
             "caption": tfds.features.Text(),
         }),

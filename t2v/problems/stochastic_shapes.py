@@ -198,6 +198,21 @@ def sample_example(config: StochasticShapesConfig, split: str, index: int) -> di
   }
 
 
+def features(config: StochasticShapesConfig) -> dict[str, tfds.features.FeatureConnector]:
+  """The TFDS features of one video and its ground truth (also the base of captioned_shapes' features)."""
+  size = config.frame_size
+  return {
+      "video": tfds.features.Video(shape=(config.num_frames, size, size, 3)),
+      "shape": tfds.features.ClassLabel(names=list(SHAPES)),
+      "color": tfds.features.ClassLabel(names=list(COLORS)),
+      "color_rgb": tfds.features.Tensor(shape=(3,), dtype=np.uint8),
+      "size": tfds.features.Scalar(dtype=np.int32),
+      "direction": tfds.features.ClassLabel(names=list(DIRECTIONS)),
+      "positions": tfds.features.Tensor(shape=(config.num_frames, 2), dtype=np.float32),
+      "speed": tfds.features.Scalar(dtype=np.float32),
+  }
+
+
 class StochasticShapesDataset(tfds.core.GeneratorBasedBuilder):
   """TFDS builder of the Stochastic Movement dataset, generated locally (no download)."""
 
@@ -211,20 +226,9 @@ class StochasticShapesDataset(tfds.core.GeneratorBasedBuilder):
   code_path = epath.Path(__file__)
 
   def _info(self) -> tfds.core.DatasetInfo:
-    config = self.builder_config
-    size = config.frame_size
     return self.dataset_info_from_configs(
         description=__doc__.splitlines()[0],
-        features=tfds.features.FeaturesDict({
-            "video": tfds.features.Video(shape=(config.num_frames, size, size, 3)),
-            "shape": tfds.features.ClassLabel(names=list(SHAPES)),
-            "color": tfds.features.ClassLabel(names=list(COLORS)),
-            "color_rgb": tfds.features.Tensor(shape=(3,), dtype=np.uint8),
-            "size": tfds.features.Scalar(dtype=np.int32),
-            "direction": tfds.features.ClassLabel(names=list(DIRECTIONS)),
-            "positions": tfds.features.Tensor(shape=(config.num_frames, 2), dtype=np.float32),
-            "speed": tfds.features.Scalar(dtype=np.float32),
-        }),
+        features=tfds.features.FeaturesDict(features(self.builder_config)),
         supervised_keys=None,
     )
 

@@ -1,7 +1,8 @@
 """Gradients by inversion (t2v/bijectors/reversible.py): equal to plain backprop for FlowSteps (both directions,
 affine and additive, with conditioning; eager, tf.function, XLA), for MultiScaleGlow after data-dependent init,
 for VideoFlow's whole loss (the latent prior's gradients included) and under MirroredStrategy over 2 logical
-CPUs; reconstruction over 32 affine steps stays within a bound; no per-step activations are stacked.
+CPUs; reconstruction over 32 affine steps stays within a bound; no per-step activations are stacked; the backward
+pass evaluates each coupling network once.
 
 Every check runs on weights moved away from their initial values (the coupling nets' last layers start at zero,
 which makes every coupling the identity): otherwise a wrong gradient of the coupling nets could not show.
@@ -20,8 +21,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras
+
 from t2v import bijectors as t2vb
 from t2v.models.videoflow import VideoFlow
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+  """Every test starts from the same global seeds, so its random weights do not depend on the tests before it."""
+  keras.utils.set_random_seed(0)
 from t2v.models.videoflow_hparams import videoflow_tiny
 from t2v.problems.spec import VideoSpec
 
@@ -144,31 +153,65 @@ def test_thirty_two_affine_steps_reconstruct_and_match_plain_gradients():
   _assert_same_gradients(grads(False), grads(True), ["x"] + [v.path for v in params.trainable_weights])
 
 
-def _stacked_accumulators(concrete_function) -> int:
-  """TensorListPushBack ops anywhere in a traced function: how while_v2 stores each iteration's activations
-  for its gradient."""
+def _count_ops(concrete_function, op: str) -> int:
+  """Nodes of type `op` anywhere in a traced function, its loop bodies and gradient functions included."""
   graph_def = concrete_function.graph.as_graph_def()
   nodes = list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
-  return sum(node.op == "TensorListPushBack" for node in nodes)
+  return sum(node.op == op for node in nodes)
+
+
+def _stacked_accumulators(concrete_function) -> int:
+  """TensorListPushBack ops: how while_v2 stores each iteration's activations for its gradient."""
+  return _count_ops(concrete_function, "TensorListPushBack")
+
+
+def _traced_train_grads(params, reversible: bool, direction: str = "forward"):
+  """The concrete function of a loss's gradients through FlowSteps (x [2, 4, 4, 6], a 2-channel cond)."""
+  x = tf.random.stateless_normal([2, 4, 4, 6], seed=[1, 2])
+  cond = tf.random.stateless_normal([2, 4, 4, 2], seed=[1, 3])
+
+  @tf.function
+  def train_grads(x, cond):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      steps = t2vb.FlowSteps(params, reversible_gradients=reversible)
+      apply = steps.forward_and_log_det if direction == "forward" else steps.inverse_and_log_det
+      y, log_det = apply(x, cond=cond)
+      loss = tf.reduce_sum(y ** 2) - tf.reduce_sum(log_det)
+    return tape.gradient(loss, [x] + params.trainable_weights)
+
+  return train_grads.get_concrete_function(x, cond)
 
 
 def test_reversible_steps_store_no_per_step_activations():
   params = _steps("affine", cond_channels=2)
-  x = tf.random.stateless_normal([2, 4, 4, 6], seed=[1, 2])
-  cond = tf.random.stateless_normal([2, 4, 4, 2], seed=[1, 3])
+  assert _stacked_accumulators(_traced_train_grads(params, False)) > 0  # the check can see plain backprop's stacks
+  assert _stacked_accumulators(_traced_train_grads(params, True)) == 0
 
-  def traced(reversible):
-    @tf.function
-    def train_grads(x, cond):
-      with tf.GradientTape() as tape:
-        tape.watch(x)
-        y, log_det = t2vb.FlowSteps(params, reversible_gradients=reversible).forward_and_log_det(x, cond=cond)
-        loss = tf.reduce_sum(y ** 2) - tf.reduce_sum(log_det)
-      return tape.gradient(loss, [x] + params.trainable_weights)
-    return train_grads.get_concrete_function(x, cond)
 
-  assert _stacked_accumulators(traced(False)) > 0  # the check can see plain backprop's stacks
-  assert _stacked_accumulators(traced(True)) == 0
+@pytest.mark.parametrize("direction", ["forward", "inverse"])
+def test_reversible_backward_evaluates_each_coupling_network_once(direction):
+  """The backward loop inverts a coupling and recomputes it from one evaluation of its network: the traced
+  training step holds the network's 3 convolutions twice (forward loop, backward loop), not three times."""
+  params = _steps("affine", cond_channels=2)
+  assert _count_ops(_traced_train_grads(params, True, direction), "Conv2D") == 2 * 3
+
+
+def test_coupling_parts_compose_to_the_coupling():
+  """network_output reads only the untouched half (same h from x and from y); the from-network maps are the
+  coupling's own."""
+  params = _steps("affine")
+  coupling = t2vb.AffineCoupling(params.net, 1)
+  x = tf.random.stateless_normal([2, 4, 4, 6], seed=[6, 1])
+  y, log_det = coupling.forward_and_log_det(x)
+  h = coupling.network_output(x)
+  np.testing.assert_array_equal(coupling.network_output(y), h)
+  y_from_h, log_det_from_h = coupling.forward_from_network(x, h)
+  np.testing.assert_array_equal(y_from_h, y)
+  np.testing.assert_array_equal(log_det_from_h, log_det)
+  x_again, inverse_log_det = coupling.inverse_from_network(y, h)
+  np.testing.assert_allclose(x_again, x, atol=1e-5)
+  np.testing.assert_allclose(inverse_log_det, -log_det, rtol=1e-6)
 
 
 def test_weights_that_are_not_step_stacked_are_refused_with_the_fix():
@@ -187,6 +230,9 @@ def test_bad_option_is_refused():
     t2vb.FlowSteps(_steps("affine"), reversible_gradients="yes")
   with pytest.raises(TypeError, match="reversible_gradients=1 must be True or False"):
     t2vb.MultiScaleGlow((8, 8, 1), 2, 2, 4, reversible_gradients=1)
+  forward = lambda k, x, conds: (2 * x, tf.zeros(tf.shape(x)[:1]))
+  with pytest.raises(TypeError, match="stages=.* must be a non-empty sequence of Stage and CouplingStage"):
+    t2vb.reversible_chain(tf.ones([2, 3]), (), 2, forward, lambda k, y, conds: y / 2, stages=[forward])
 
 
 # ---- MultiScaleGlow and VideoFlow ----------------------------------------------------------------------

@@ -9,6 +9,10 @@ the label-conditioned Glow feeds a feature pyramid this way), and returns h:
 and y = concat(x_a, y_b). The inverse recomputes h from y_a = x_a, so the flow stays exactly invertible for
 any fixed conditioning tensor.
 
+Since h is the same computed from x or from y, each coupling also exposes the three parts separately:
+`network_output(x_or_y, cond)` -> h, `forward_from_network(x, h)` and `inverse_from_network(y, h)`; the
+reversible backward pass (reversible.py) evaluates the network once per step through them.
+
 The network is conv3x3 -> act -> conv1x1 -> act -> zero-initialised conv3x3 (with Glow's learned per-channel
 output scale exp(3 * logs), also zero-initialised), act being ReLU or a gated unit tanh(a) * sigmoid(b). Its
 weights for all K steps of a flow level live in one `CouplingNet` layer with a leading step axis.
@@ -97,55 +101,78 @@ def split_channels(x):
   return x[..., : c - c // 2], x[..., c - c // 2:]
 
 
-class AffineCoupling(FlowBijector):
+class _Coupling(FlowBijector):
+  """What affine and additive couplings share: the network on the untouched half, and the split into
+  network output and the map of x_b given it (`_forward_from_network` / `_inverse_from_network`)."""
+
+  _kind = ""
+
+  def __init__(self, net: CouplingNet, step: int | tf.Tensor, name: str, parameters: dict):
+    self._net = net
+    self._step = step
+    super().__init__(name=name, parameters=parameters)
+
+  def network_output(self, x: tf.Tensor, cond: tf.Tensor | None = None) -> tf.Tensor:
+    """h [N, H, W, out_channels] of x or y [N, H, W, C] (it reads only the first C - C//2 channels)."""
+    _check_net(self._net, self._kind, x.shape[-1])
+    return self._net(split_channels(x)[0], step=self._step, cond=cond)
+
+  def forward_from_network(self, x: tf.Tensor, h: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(y [N, H, W, C], log-det [N]) given h = network_output(x, cond)."""
+    x_a, x_b = split_channels(x)
+    y_b, log_det = self._forward_from_network(x_b, h)
+    return tf.concat([x_a, y_b], axis=-1), log_det
+
+  def inverse_from_network(self, y: tf.Tensor, h: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(x [N, H, W, C], log-det [N]) given h = network_output(y, cond)."""
+    y_a, y_b = split_channels(y)
+    x_b, log_det = self._inverse_from_network(y_b, h)
+    return tf.concat([y_a, x_b], axis=-1), log_det
+
+  def _forward_and_log_det(self, x, cond=None):
+    return self.forward_from_network(x, self.network_output(x, cond))
+
+  def _inverse_and_log_det(self, y, cond=None):
+    return self.inverse_from_network(y, self.network_output(y, cond))
+
+
+class AffineCoupling(_Coupling):
   """y_b = (x_b + shift) * sigmoid(raw + 2), (shift, raw) = NN(x_a [, cond]); see the module docstring."""
+
+  _kind = "affine"
 
   def __init__(self, net: CouplingNet, step: int | tf.Tensor = 0, name: str = "affine_coupling"):
     parameters = dict(locals())
-    self._net = net
-    self._step = step
-    super().__init__(name=name, parameters=parameters)
+    super().__init__(net, step, name, parameters)
 
-  def _shift_and_log_scale(self, x_a, cond):
-    h = self._net(x_a, step=self._step, cond=cond)
+  @staticmethod
+  def _shift_and_log_scale(h):
     shift, raw = h[..., 0::2], h[..., 1::2]
     return shift, tf.math.log_sigmoid(raw + _SCALE_BIAS)
 
-  def _forward_and_log_det(self, x, cond=None):
-    _check_net(self._net, "affine", x.shape[-1])
-    x_a, x_b = split_channels(x)
-    shift, log_scale = self._shift_and_log_scale(x_a, cond)
-    y_b = (x_b + shift) * tf.exp(log_scale)
-    return tf.concat([x_a, y_b], axis=-1), tf.reduce_sum(log_scale, axis=[1, 2, 3])
+  def _forward_from_network(self, x_b, h):
+    shift, log_scale = self._shift_and_log_scale(h)
+    return (x_b + shift) * tf.exp(log_scale), tf.reduce_sum(log_scale, axis=[1, 2, 3])
 
-  def _inverse_and_log_det(self, y, cond=None):
-    _check_net(self._net, "affine", y.shape[-1])
-    y_a, y_b = split_channels(y)
-    shift, log_scale = self._shift_and_log_scale(y_a, cond)
-    x_b = y_b * tf.exp(-log_scale) - shift
-    return tf.concat([y_a, x_b], axis=-1), -tf.reduce_sum(log_scale, axis=[1, 2, 3])
+  def _inverse_from_network(self, y_b, h):
+    shift, log_scale = self._shift_and_log_scale(h)
+    return y_b * tf.exp(-log_scale) - shift, -tf.reduce_sum(log_scale, axis=[1, 2, 3])
 
 
-class AdditiveCoupling(FlowBijector):
+class AdditiveCoupling(_Coupling):
   """y_b = x_b + NN(x_a [, cond]); volume preserving."""
+
+  _kind = "additive"
 
   def __init__(self, net: CouplingNet, step: int | tf.Tensor = 0, name: str = "additive_coupling"):
     parameters = dict(locals())
-    self._net = net
-    self._step = step
-    super().__init__(name=name, parameters=parameters)
+    super().__init__(net, step, name, parameters)
 
-  def _forward_and_log_det(self, x, cond=None):
-    _check_net(self._net, "additive", x.shape[-1])
-    x_a, x_b = split_channels(x)
-    y = tf.concat([x_a, x_b + self._net(x_a, step=self._step, cond=cond)], axis=-1)
-    return y, tf.zeros(tf.shape(x)[:1], x.dtype)
+  def _forward_from_network(self, x_b, h):
+    return x_b + h, tf.zeros(tf.shape(x_b)[:1], x_b.dtype)
 
-  def _inverse_and_log_det(self, y, cond=None):
-    _check_net(self._net, "additive", y.shape[-1])
-    y_a, y_b = split_channels(y)
-    x = tf.concat([y_a, y_b - self._net(y_a, step=self._step, cond=cond)], axis=-1)
-    return x, tf.zeros(tf.shape(y)[:1], y.dtype)
+  def _inverse_from_network(self, y_b, h):
+    return y_b - h, tf.zeros(tf.shape(y_b)[:1], y_b.dtype)
 
 
 def coupling_out_channels(kind: str, channels: int) -> int:

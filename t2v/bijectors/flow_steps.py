@@ -6,7 +6,9 @@ step index, so `tf.function` traces one step, not K, and tracing time does not g
 
 With `reversible_gradients=True` both directions run through `reversible.reversible_chain`: the backward pass
 rebuilds each step's input from its output with the inverse instead of keeping the K steps' activations, so the
-memory of a training step does not grow with K (values and gradients are the same; see `reversible.py`).
+memory of a training step does not grow with K (values and gradients are the same; see `reversible.py`). A step is
+described to it as two stages, ActNorm + 1x1 conv (cheap: inverted and recomputed) and the coupling, whose network
+the backward pass then evaluates once per step instead of twice.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from t2v.bijectors.actnorm import ActNorm, ActNormParams
 from t2v.bijectors.base import FlowBijector
 from t2v.bijectors.coupling import AdditiveCoupling, AffineCoupling, CouplingNet, coupling_out_channels
 from t2v.bijectors.invertible_conv import InvertibleConv1x1, InvertibleConvParams
-from t2v.bijectors.reversible import reversible_chain
+from t2v.bijectors.reversible import CouplingStage, Stage, reversible_chain
 
 tfb = tfp.bijectors
 
@@ -80,6 +82,18 @@ class FlowStep(tfb.Chain):
     x, ldj_actnorm = self.actnorm.inverse_and_log_det(y)
     return x, ldj_actnorm + ldj_conv + ldj_coupling
 
+  def mix_forward_and_log_det(self, x):
+    """The step before its coupling: ActNorm, then the 1x1 conv. (x [N, H, W, C] -> same shape, log-det [N])."""
+    x, ldj_actnorm = self.actnorm.forward_and_log_det(x)
+    y, ldj_conv = self.conv.forward_and_log_det(x)
+    return y, ldj_actnorm + ldj_conv
+
+  def mix_inverse_and_log_det(self, y):
+    """The inverse of `mix_forward_and_log_det`."""
+    y, ldj_conv = self.conv.inverse_and_log_det(y)
+    x, ldj_actnorm = self.actnorm.inverse_and_log_det(y)
+    return x, ldj_actnorm + ldj_conv
+
 
 class FlowSteps(FlowBijector):
   """All K steps of a flow level, looped with `tf.while_loop` over the step index.
@@ -124,12 +138,30 @@ class FlowSteps(FlowBijector):
     return x, ldj
 
   def _reversible_loop(self, x, cond, reverse_order: bool):
-    """Both directions as a `reversible_chain` over the step index; the inverse runs steps K-1 .. 0."""
-    forward = lambda k, x, conds: self.step(k).forward_and_log_det(x, cond=conds[0] if conds else None)
-    inverse = lambda k, y, conds: self.step(k).inverse_and_log_det(y, cond=conds[0] if conds else None)
-    apply, undo = (inverse, forward) if reverse_order else (forward, inverse)
-    return reversible_chain(x, () if cond is None else (cond,), self.num_steps, apply,
-                            lambda k, y, conds: undo(k, y, conds)[0], descending=reverse_order)
+    """Both directions as a `reversible_chain` over the step index; the inverse runs steps K-1 .. 0.
+
+    The backward pass sees each step as two stages, mix (ActNorm, 1x1 conv) and coupling, in the order the
+    direction applies them, so that it evaluates the coupling network once per step (see `reversible.py`).
+    """
+    step_cond = lambda conds: conds[0] if conds else None
+    forward = lambda k, x, conds: self.step(k).forward_and_log_det(x, cond=step_cond(conds))
+    inverse = lambda k, y, conds: self.step(k).inverse_and_log_det(y, cond=step_cond(conds))
+    mix_forward = lambda k, x, conds: self.step(k).mix_forward_and_log_det(x)
+    mix_inverse = lambda k, y, conds: self.step(k).mix_inverse_and_log_det(y)
+    network = lambda k, x, conds: self.step(k).coupling.network_output(x, cond=step_cond(conds))
+    coupling_forward = lambda k, x, h: self.step(k).coupling.forward_from_network(x, h)
+    coupling_inverse = lambda k, y, h: self.step(k).coupling.inverse_from_network(y, h)
+    first = lambda stage_fn: lambda *args: stage_fn(*args)[0]
+    if reverse_order:  # the coupling's inverse first, then the mix's
+      apply, undo = inverse, forward
+      stages = (CouplingStage(network, coupling_inverse, first(coupling_forward)),
+                Stage(mix_inverse, first(mix_forward)))
+    else:
+      apply, undo = forward, inverse
+      stages = (Stage(mix_forward, first(mix_inverse)),
+                CouplingStage(network, coupling_forward, first(coupling_inverse)))
+    return reversible_chain(x, () if cond is None else (cond,), self.num_steps, apply, first(undo),
+                            descending=reverse_order, stages=stages)
 
   def _forward_and_log_det(self, x, cond=None):
     if self._reversible_gradients:

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from t2v import registry
 from t2v import text
-from t2v.metrics import shapes_judge as judge
+from t2v.metrics import caption_judge
 from t2v.problems import base
 from t2v.problems import captioned_shapes as captioned
 from t2v.problems import stochastic_shapes as shapes_lib
@@ -123,7 +123,7 @@ def test_captions_and_labels_match_the_ground_truth(captioned_dir, split):
     assert problem.label_captions[data["label"][i]] == f"{color} {shape}"
     np.testing.assert_array_equal(data["color_rgb"][i], shapes_lib.COLORS[color])
   # The pixels show what the captions say, on seen and on held-out combinations alike.
-  summary = judge.judge_captions(data["video"], data["caption"], heldout=problem.heldout_combinations,
+  summary = caption_judge.judge_captions(data["video"], data["caption"], heldout=problem.heldout_combinations,
                                  config=problem.config)
   assert summary.overall.accuracy == 1.0 and summary.overall.valid_rate == 1.0
   assert (summary.heldout.num_videos == len(data["caption"])) == (split == "test_heldout")

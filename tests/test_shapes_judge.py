@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from t2v import metrics
+from t2v.metrics import caption_judge
 from t2v.metrics import shapes_judge as judge
 from t2v.problems import captioned_shapes as captioned
 from t2v.problems import stochastic_shapes as shapes_lib
@@ -375,15 +376,15 @@ def test_caption_accuracy_is_one_on_ground_truth(frame_size):
   videos, captions, is_heldout = _grid_captions(config, seed=frame_size + 2)
   all_ones = {"shape": 1.0, "color": 1.0, "size": 1.0, "direction": 1.0}
   # The held-out set given as (shape, colour) pairs, matched against the captions.
-  summary = judge.judge_captions(videos, captions, heldout=HELDOUT, config=config)
+  summary = caption_judge.judge_captions(videos, captions, heldout=HELDOUT, config=config)
   assert summary.checks_size and summary.matched == (True,) * 432
   for score, count in ((summary.overall, 432), (summary.seen, 432 - 48), (summary.heldout, 48)):
     assert (score.num_videos, score.valid_rate, score.accuracy) == (count, 1.0, 1.0)
     assert score.attribute_accuracy == all_ones
   # The same as flags, one per video; without a config the sizes come from the frame size.
-  flagged = judge.judge_captions(videos, captions, heldout=is_heldout)
+  flagged = caption_judge.judge_captions(videos, captions, heldout=is_heldout)
   assert flagged.heldout == summary.heldout and flagged.seen == summary.seen
-  assert judge.judge_captions(videos, captions).heldout is None
+  assert caption_judge.judge_captions(videos, captions).heldout is None
 
 
 @pytest.mark.parametrize("frame_size", [64, 32])
@@ -392,7 +393,7 @@ def test_caption_accuracy_is_zero_on_wrong_captions(frame_size):
   videos, wrong, is_heldout = _grid_captions(config, seed=frame_size + 3,
                                              shift={"shape": 1, "color": 1, "size": 1, "direction": 3})
   # Flags from the true combinations: the wrong captions name other (shape, colour) pairs.
-  summary = judge.judge_captions(videos, wrong, heldout=is_heldout, config=config)
+  summary = caption_judge.judge_captions(videos, wrong, heldout=is_heldout, config=config)
   all_zeros = {"shape": 0.0, "color": 0.0, "size": 0.0, "direction": 0.0}
   for score, count in ((summary.overall, 432), (summary.seen, 384), (summary.heldout, 48)):
     assert (score.num_videos, score.valid_rate, score.accuracy) == (count, 1.0, 0.0)
@@ -404,12 +405,12 @@ def test_caption_accuracy_is_zero_on_wrong_captions(frame_size):
 def test_one_wrong_attribute_fails_the_caption_and_only_that_attribute(attribute, count):
   config = CONFIGS[32]
   videos, wrong, is_heldout = _grid_captions(config, seed=7, shift={attribute: count // 2})
-  summary = judge.judge_captions(videos, wrong, heldout=is_heldout, config=config)
+  summary = caption_judge.judge_captions(videos, wrong, heldout=is_heldout, config=config)
   assert summary.overall.accuracy == 0.0 and summary.heldout.accuracy == 0.0
   expected = {key: float(key != attribute) for key in ("shape", "color", "size", "direction")}
   assert summary.overall.attribute_accuracy == expected and summary.heldout.attribute_accuracy == expected
   if attribute == "size":  # without size checks the caption is right
-    unsized = judge.judge_captions(videos, wrong, heldout=is_heldout, check_size=False)
+    unsized = caption_judge.judge_captions(videos, wrong, heldout=is_heldout, check_size=False)
     assert not unsized.checks_size and unsized.overall.accuracy == 1.0 and unsized.heldout.accuracy == 1.0
     assert "size" not in unsized.overall.attribute_accuracy
 
@@ -423,28 +424,28 @@ def test_caption_forms_nesting_and_partial_captions():
            "size": captioned.SIZE_WORDS[list(sizes).index(example["size"])],
            "direction": DIRECTION_NAMES[example["direction"]]}
   caption = captioned.caption_for(**words)
-  assert judge.matches_caption(result, caption, sizes=sizes)
-  assert judge.matches_caption(result, caption.encode(), sizes=sizes)  # bytes, as tf.data yields them
-  assert judge.matches_caption(result, captioned.parse_caption(caption), sizes=sizes)
-  assert judge.matches_caption(result, {"shape": example["shape"], "color": example["color"],
+  assert caption_judge.matches_caption(result, caption, sizes=sizes)
+  assert caption_judge.matches_caption(result, caption.encode(), sizes=sizes)  # bytes, as tf.data yields them
+  assert caption_judge.matches_caption(result, captioned.parse_caption(caption), sizes=sizes)
+  assert caption_judge.matches_caption(result, {"shape": example["shape"], "color": example["color"],
                                         "size": example["size"]})  # dataset indices and pixels
-  assert judge.matches_caption(result, f"{words['color']} {words['shape']}")  # a label caption: 2 attributes
+  assert caption_judge.matches_caption(result, f"{words['color']} {words['shape']}")  # a label caption: 2 attributes
   other_size = captioned.SIZE_WORDS[(captioned.SIZE_WORDS.index(words["size"]) + 1) % 3]
   wrong_size = captioned.caption_for(**{**words, "size": other_size})
-  assert not judge.matches_caption(result, wrong_size, sizes=sizes)
-  assert judge.matches_caption(result, wrong_size)  # no sizes: size words unchecked
+  assert not caption_judge.matches_caption(result, wrong_size, sizes=sizes)
+  assert caption_judge.matches_caption(result, wrong_size)  # no sizes: size words unchecked
   broken = example["video"].copy()
   broken[2:] = shapes_lib.BACKGROUND
-  assert not judge.matches_caption(judge.judge_video(broken), caption, sizes=sizes)
+  assert not caption_judge.matches_caption(judge.judge_video(broken), caption, sizes=sizes)
   # [E, D] decodes with one caption per example; the heldout flags per example too.
   decodes = np.stack([np.stack([example["video"], broken])] * 2)  # [2, 2, T, H, W, 3]
-  summary = judge.judge_captions(decodes, [caption, wrong_size], heldout=[False, True], config=config)
+  summary = caption_judge.judge_captions(decodes, [caption, wrong_size], heldout=[False, True], config=config)
   assert summary.matched == (True, False, False, False)
   assert summary.overall.accuracy == 0.25 and summary.seen.accuracy == 0.5 and summary.heldout.accuracy == 0.0
   assert summary.overall.attribute_accuracy["color"] == 1.0  # detected in every frame, even of the broken one
   assert summary.overall.attribute_accuracy["direction"] == 0.5  # the broken decodes have no motion
   # A label caption's missing attributes are not scored.
-  partial = judge.summarize_captions([result], ["red circle" if words["shape"] != "circle" else "red square"])
+  partial = caption_judge.summarize_captions([result], ["red circle" if words["shape"] != "circle" else "red square"])
   assert set(partial.overall.attribute_accuracy) == {"shape", "color"}
 
 
@@ -452,19 +453,19 @@ def test_caption_errors():
   config = CONFIGS[32]
   videos = np.stack([shapes_lib.sample_example(config, "test", i)["video"] for i in range(3)])
   with pytest.raises(ValueError, match="unknown word 'hexagon'"):
-    judge.judge_captions(videos, ["small red hexagon"] * 3)
+    caption_judge.judge_captions(videos, ["small red hexagon"] * 3)
   with pytest.raises(ValueError, match="captions has 2 entries; expected \\[3\\]"):
-    judge.judge_captions(videos, ["red circle"] * 2)
+    caption_judge.judge_captions(videos, ["red circle"] * 2)
   with pytest.raises(ValueError, match="heldout flags has 2 entries"):
-    judge.judge_captions(videos, ["red circle"] * 3, heldout=[True, False])
+    caption_judge.judge_captions(videos, ["red circle"] * 3, heldout=[True, False])
   with pytest.raises(ValueError, match="heldout entry 'red triangle' must be a \\(shape, colour\\) pair"):
-    judge.judge_captions(videos, ["red circle"] * 3, heldout=["red triangle"])
+    caption_judge.judge_captions(videos, ["red circle"] * 3, heldout=["red triangle"])
   with pytest.raises(ValueError, match="unknown caption attributes \\['colour'\\]"):
-    judge.judge_captions(videos, [{"colour": "red"}] * 3)
+    caption_judge.judge_captions(videos, [{"colour": "red"}] * 3)
   with pytest.raises(ValueError, match="unknown size 'huge'"):
-    judge.matches_caption(judge.judge_video(videos[0]), {"size": "huge"})
+    caption_judge.matches_caption(judge.judge_video(videos[0]), {"size": "huge"})
   with pytest.raises(ValueError, match="sizes=\\(3, 4\\) must be the dataset's 3 sizes"):
-    judge.matches_caption(judge.judge_video(videos[0]), "small circle", sizes=(3, 4))
+    caption_judge.matches_caption(judge.judge_video(videos[0]), "small circle", sizes=(3, 4))
 
 
 # ---- input checks, config, speed --------------------------------------------------------------------

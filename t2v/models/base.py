@@ -43,6 +43,12 @@ class VideoModel(keras.Model, abc.ABC):
     self.spec = spec
 
   @property
+  def num_dims(self) -> int:
+    """D: sub-pixels of one frame (the denominator of bits per pixel)."""
+    height, width, channels = self.spec.frame_shape
+    return height * width * channels
+
+  @property
   def num_train_frames(self) -> int:
     """Length of the random temporal window each training example is cut to."""
     return self.hparams.num_train_frames or self.spec.num_frames

@@ -219,15 +219,10 @@ class CGlowVideo(VideoModel):
     self._initialized = self.add_weight(shape=(), dtype="int32", initializer="zeros", trainable=False,
                                         name="initialized")
     # ---- wiring: create every variable now, so a checkpoint restores into a complete model
-    dummy = {"label": tf.zeros([1], tf.int32), "caption": tf.constant([""])}
-    self.frame_log_probs(tf.zeros([1, 2, *spec.frame_shape]), self.condition_map(dummy))
+    # (one zero video of 2 frames, head and tail, under a zero label / empty caption: the values are irrelevant)
+    zero_condition = {"label": tf.zeros([1], tf.int32), "caption": tf.constant([""])}
+    self.frame_log_probs(tf.zeros([1, 2, *spec.frame_shape]), self.condition_map(zero_condition))
     self._sample_graphs = {}  # one graph per number of context frames
-
-  @property
-  def num_dims(self) -> int:
-    """D: sub-pixels of one frame."""
-    height, width, channels = self.spec.frame_shape
-    return height * width * channels
 
   @property
   def is_initialized(self) -> bool:

@@ -66,12 +66,6 @@ class VideoFlow(VideoModel):
     self._sample_graphs = {}
 
   @property
-  def num_dims(self) -> int:
-    """D: sub-pixels of one frame."""
-    height, width, channels = self.spec.frame_shape
-    return height * width * channels
-
-  @property
   def is_initialized(self) -> bool:
     return bool(self._initialized.numpy())
 

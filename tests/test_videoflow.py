@@ -88,12 +88,14 @@ def test_frame_log_prob_equals_change_of_variables_by_autodiff():
   np.testing.assert_allclose(float(got), prior_log_prob + log_det, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("pad_context", [False, True])
 @pytest.mark.parametrize("prior", PRIOR_KINDS)
-def test_prior_is_causal(prior):
+def test_prior_is_causal(prior, pad_context):
   """The log-likelihood of frame t has zero gradient with respect to later frames, and a non-zero one with
   respect to its context: the last K frames for the windowed priors, every earlier frame for conv_lstm (its
-  long memory reaches frames older than K)."""
-  model = _model(num_input=1, num_target=4, prior=prior, num_context_latents=2)
+  long memory reaches frames older than K). With pad_context frame 1 already sees frame 0; without, it
+  uses the unconditional prior and sees no earlier frame."""
+  model = _model(num_input=1, num_target=4, prior=prior, num_context_latents=2, pad_context=pad_context)
   _randomise(model)
   y = tf.Variable(tf.random.stateless_uniform([1, 5, 8, 8, 1], seed=[1, 1]) - 0.5)
   for t in range(5):
@@ -109,11 +111,13 @@ def test_prior_is_causal(prior):
         context = [t - 1] if prior == "pointwise" else [t - 2, t - 1]
       assert all(np.abs(grad[c]).max() > 0 for c in context), (t, [np.abs(grad[c]).max() for c in context])
       assert np.abs(grad[:min(context)]).max(initial=0) == 0
+    if t == 1:
+      assert (np.abs(grad[0]).max() > 0) == pad_context, np.abs(grad[0]).max()
 
 
-def _prior_and_latents(kind, cond_channels, num_frames=6, seed=0):
+def _prior_and_latents(kind, cond_channels, num_frames=6, seed=0, pad_context=False):
   """A randomised LatentPrior (K = 2) with latents z [2, T, 4, 4, 2] and h [2, T, 4, 4, 3] (None at the top)."""
-  prior = LatentPrior((4, 4, 2), cond_channels, kind, num_context=2, depth=1, width=8)
+  prior = LatentPrior((4, 4, 2), cond_channels, kind, num_context=2, depth=1, width=8, pad_context=pad_context)
   z = tf.random.stateless_normal([2, num_frames, 4, 4, 2], seed=[seed, 1])
   h = tf.random.stateless_normal([2, num_frames, 4, 4, cond_channels], seed=[seed, 2]) if cond_channels else None
   prior.sequence_log_prob(z, h, 0)  # builds every layer
@@ -121,22 +125,24 @@ def _prior_and_latents(kind, cond_channels, num_frames=6, seed=0):
   return prior, z, h
 
 
+@pytest.mark.parametrize("pad_context", [False, True])
 @pytest.mark.parametrize("cond_channels", [0, 3])
 @pytest.mark.parametrize("kind", PRIOR_KINDS)
-def test_sequence_log_prob_from_first_is_the_tail_of_the_whole_sequence(kind, cond_channels):
+def test_sequence_log_prob_from_first_is_the_tail_of_the_whole_sequence(kind, cond_channels, pad_context):
   """Scoring from `first` on gives the tail of scoring from 0: the conv_lstm state still reads every frame."""
-  prior, z, h = _prior_and_latents(kind, cond_channels)
+  prior, z, h = _prior_and_latents(kind, cond_channels, pad_context=pad_context)
   whole = prior.sequence_log_prob(z, h, 0).numpy()
   for first in (1, 2, 4, 5):
     np.testing.assert_allclose(prior.sequence_log_prob(z, h, first), whole[:, first:], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("pad_context", [False, True])
 @pytest.mark.parametrize("cond_channels", [0, 3])
 @pytest.mark.parametrize("kind", PRIOR_KINDS)
-def test_sampling_state_reproduces_the_teacher_forced_log_prob(kind, cond_channels):
+def test_sampling_state_reproduces_the_teacher_forced_log_prob(kind, cond_channels, pad_context):
   """initial_state / context_state, params and advance, stepped one frame at a time as the sampler does, give
   the log-probabilities of sequence_log_prob."""
-  prior, z, h = _prior_and_latents(kind, cond_channels)
+  prior, z, h = _prior_and_latents(kind, cond_channels, pad_context=pad_context)
   h_at = lambda t: None if h is None else h[:, t]
   whole = prior.sequence_log_prob(z, h, 0).numpy()
   for num_context in (0, 1, 3):

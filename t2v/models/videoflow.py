@@ -54,7 +54,7 @@ class VideoFlow(VideoModel):
       self.priors.append(LatentPrior(
           latent_shape, 0 if top else self.glow.cond_shapes[level][-1], hp.prior, hp.num_context_latents,
           hp.prior_depth, hp.prior_width, hp.prior_dilations, hp.prior_gating, hp.latent_skip,
-          name=f"prior_{level}"))
+          hp.pad_context, name=f"prior_{level}"))
     self.priors = track_layers(self, "prior", self.priors)
     self._initialized = self.add_weight(shape=(), dtype="int32", initializer="zeros", trainable=False,
                                         name="initialized")
@@ -117,8 +117,9 @@ class VideoFlow(VideoModel):
     """Mean bits per pixel over the target frames: training windows condition on `num_cond_frames`, whole
     evaluation clips on the problem's `num_input_frames`.
 
-    When training, the unconditional priors of the first min(K, num_cond_frames) frames are fitted to those
-    frames' (fixed) latents as well, so that they are learned although those frames are not scored.
+    When training, the unconditional priors of the first min(min_context, num_cond_frames) frames (min_context:
+    K, or 1 with pad_context) are fitted to those frames' (fixed) latents as well, so that they are learned
+    although those frames are not scored.
     """
     first = self.num_cond_frames if training else self.spec.num_input_frames
     video = batch["video"]
@@ -127,7 +128,7 @@ class VideoFlow(VideoModel):
     zs, hs, log_det = self.encode_latents(dequantize(video, batch.get("seed")) - _CENTRE)
     bpp = tf.reduce_mean(bits_per_pixel(self._log_probs_of_latents(zs, hs, log_det, first), self.num_dims), 1)
     metrics = {"bpp": bpp}  # [B]
-    num_unconditional = min(self.hparams.num_context_latents, first)
+    num_unconditional = min(self.priors[0].min_context, first)
     if training and num_unconditional:
       metrics["first_frames_prior_nll"] = self._unconditional_prior_nll(zs, hs, num_unconditional)
       return bpp + metrics["first_frames_prior_nll"], metrics

@@ -30,6 +30,9 @@ class VideoFlowHParams(HParams):
   # prior_depth, prior_dilations and prior_gating do not apply to it.
   prior: str = choice("conv3d_net", "conv3d_net", "conv_net", "pointwise", "conv_lstm")
   num_context_latents: int = 1  # K past latents per level; frames t < K use the unconditional prior
+  # Frames 1 .. K-1 use the conditional prior on zero-padded windows (only frame 0 uses the unconditional one):
+  # needed for K >= 2 with fewer than K conditioning frames, or the first predicted frame ignores the given ones.
+  pad_context: bool = False
   prior_depth: int = 5  # residual blocks
   prior_width: int = 256  # hidden channels (conv_lstm: LSTM state channels)
   prior_dilations: bool = True  # parallel dilation rates 1, 2, 4 (appendix E ablation)

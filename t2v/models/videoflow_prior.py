@@ -14,8 +14,11 @@ frame t's flow that continues above level l (a function of z_t^(>l); absent at t
               output goes through a zero-initialised 1x1 conv -> (dz, log sigma). (depth, dilations and gating
               do not apply to it.)
 With the temporal skip connection mu = z_{t-1} + dz, otherwise mu = dz.
-Frames t < K have too little context: they use a learned unconditional prior (a zero-initialised 3x3 conv of
-h_t below the top, a learned per-position Gaussian at the top). The conv_lstm recurrence still steps on them.
+Frames t < K have too little context: by default (the paper's choice) they use a learned unconditional prior (a
+zero-initialised 3x3 conv of h_t below the top, a learned per-position Gaussian at the top). With `pad_context`
+only frame 0 does: frames 1 .. K-1 use the conditional prior on their window zero-padded in front, so a
+conditioning frame is continued even when it is the only one (a model with K >= 2 that conditions on 1 frame,
+as on stochastic shapes, must see frame 0 to continue it). The conv_lstm recurrence still steps on every frame.
 
 Two ways to evaluate the prior:
   teacher forcing  `sequence_log_prob(z, h, first)` scores a whole sequence of known latents at once: windows
@@ -87,11 +90,13 @@ class LatentPrior(keras.layers.Layer):
     dilations: use the parallel dilation rates (1, 2, 4); False uses (1,) (ablation).
     gating: gated activation units inside the residual blocks (ablation when False).
     skip: temporal skip connection mu = z_{t-1} + dz (ablation when False).
+    pad_context: frames 1 .. K-1 use the conditional prior on zero-padded windows instead of the unconditional
+      one (which then serves frame 0 only).
   """
 
   def __init__(self, latent_shape: tuple[int, int, int], cond_channels: int, kind: str = "conv3d_net",
                num_context: int = 1, depth: int = 5, width: int = 256, dilations: bool = True,
-               gating: bool = True, skip: bool = True, **kwargs):
+               gating: bool = True, skip: bool = True, pad_context: bool = False, **kwargs):
     super().__init__(**kwargs)
     if kind not in PRIOR_KINDS:
       raise ValueError(f"prior={kind!r} must be one of {', '.join(PRIOR_KINDS)}")
@@ -107,6 +112,7 @@ class LatentPrior(keras.layers.Layer):
     self.dilations = dilations
     self.gating = gating
     self.skip = skip
+    self.pad_context = pad_context
     c = latent_shape[-1]
     # ---- unconditional prior for frames without K predecessors
     if cond_channels:
@@ -130,6 +136,11 @@ class LatentPrior(keras.layers.Layer):
       self.output_conv = _conv2d(2 * c, 1, zero_init=True, name="output_conv")
     else:  # pointwise
       self.output_conv = _conv2d(2 * c, 1, zero_init=True, name="output_conv")
+
+  @property
+  def min_context(self) -> int:
+    """The first frame index that uses the conditional prior: 1 with pad_context, else K."""
+    return 1 if self.pad_context else self.num_context
 
   @property
   def is_recurrent(self) -> bool:
@@ -236,7 +247,7 @@ class LatentPrior(keras.layers.Layer):
   def params(self, state, h: tf.Tensor | None, t):
     """(mu, log_sigma, state) of frame t's latents [N, h, w, c], given the state after frames < t and h_t.
 
-    t (int or scalar tensor) picks the unconditional prior for t < K. The returned state has read h_t
+    t (int or scalar tensor) picks the unconditional prior for t < min_context (K, or 1 with pad_context). The returned state has read h_t
     (conv_lstm: the LSTM has stepped on (z_{t-1}, h_t), from t = 1 on); pass it with the drawn z_t to
     `advance`.
     """
@@ -250,7 +261,7 @@ class LatentPrior(keras.layers.Layer):
       z_prev = state[:, -1]
       mu_c, log_sigma_c = self.conditional_params(state, h)
     mu_u, log_sigma_u = self.unconditional_params(h, tf.shape(z_prev)[0])
-    use_context = t >= self.num_context
+    use_context = t >= self.min_context
     return tf.where(use_context, mu_c, mu_u), tf.where(use_context, log_sigma_c, log_sigma_u), state
 
   def advance(self, state, z: tf.Tensor):
@@ -270,20 +281,23 @@ class LatentPrior(keras.layers.Layer):
     num_frames = z.shape[1]
     k = self.num_context
     parts = []
-    uncond_end = min(k, num_frames)
-    if first < uncond_end:  # frames first .. K-1: unconditional prior
+    uncond_end = min(self.min_context, num_frames)
+    if first < uncond_end:  # frames first .. min_context-1: unconditional prior
       zs = z[:, first:uncond_end]  # [B, n, h, w, c]
       hs = None if h is None else _fold(h[:, first:uncond_end])  # [B*n, h, w, cond]
       mu, log_sigma = self.unconditional_params(hs, tf.shape(zs)[0] * tf.shape(zs)[1])
       parts.append(self._log_prob_frames(zs, mu, log_sigma))
-    cond_start = max(first, k)
-    if cond_start < num_frames:  # frames t >= K: conditional prior
+    cond_start = max(first, self.min_context)
+    if cond_start < num_frames:  # frames t >= min_context: conditional prior
       if self.is_recurrent:
         z_prev = _fold(z[:, cond_start - 1:num_frames - 1])  # z_{t-1}: [B*n, h, w, c]
         outputs, _ = self._recurrence(z, h)  # [B, T-1, h, w, width]: step t at index t-1
         mu, log_sigma = self._output_params(self.output_conv(_fold(outputs[:, cond_start - 1:])), z_prev)
-      else:  # windows z[t-K:t]
-        windows = tf.signal.frame(z[:, cond_start - k:num_frames - 1], k, 1, axis=1)  # [B, n, K, h, w, c]
+      else:  # windows z[t-K:t], zero-padded in front where t < K (pad_context)
+        pad = max(k - cond_start, 0)
+        past = z[:, cond_start - k + pad:num_frames - 1]  # [B, T-1-cond_start+k-pad, h, w, c]
+        past = tf.pad(past, [[0, 0], [pad, 0], [0, 0], [0, 0], [0, 0]])  # [B, n+K-1, h, w, c]
+        windows = tf.signal.frame(past, k, 1, axis=1)  # [B, n, K, h, w, c]
         ht = None if h is None else _fold(h[:, cond_start:])  # [B*n, h, w, cond]
         mu, log_sigma = self.conditional_params(_fold(windows), ht)
       parts.append(self._log_prob_frames(z[:, cond_start:], mu, log_sigma))
@@ -298,4 +312,5 @@ class LatentPrior(keras.layers.Layer):
   def get_config(self):
     return {**super().get_config(), "latent_shape": self.latent_shape, "cond_channels": self.cond_channels,
             "kind": self.kind, "num_context": self.num_context, "depth": self.depth, "width": self.width,
-            "dilations": self.dilations, "gating": self.gating, "skip": self.skip}
+            "dilations": self.dilations, "gating": self.gating, "skip": self.skip,
+            "pad_context": self.pad_context}

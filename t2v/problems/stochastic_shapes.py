@@ -164,6 +164,8 @@ class StochasticShapesConfig(tfds.core.BuilderConfig):
 CONFIGS: dict[str, StochasticShapesConfig] = {
     config.name: config for config in (
         StochasticShapesConfig(name="default", description="10000 train / 1000 test videos of 5x64x64x3"),
+        StochasticShapesConfig(name="small", frame_size=32,
+                               description="10000 train / 1000 test videos of 5x32x32x3 (CPU-sized training)"),
         StochasticShapesConfig(name="tiny", num_train=64, num_test=16,
                                description="64 train / 16 test videos of 5x64x64x3, for tests"),
         StochasticShapesConfig(name="tiny32", frame_size=32, num_train=64, num_test=16,

@@ -99,6 +99,10 @@ def test_end_to_end_writes_config_checkpoints_summaries_and_samples(data_dir, tm
   result = _run(data_dir, tmp_path, problem_config="tiny", eval_every=2, checkpoint_every=2, num_samples=2)
 
   assert result["step"] == 4 and result["optimizer_iterations"] == 4 and not result["interrupted"]
+  phases = result["startup_seconds"]  # the time to the first step, by phase, from the process start
+  assert list(phases) == ["launch", "data", "model", "init", "checkpoint", "input pipeline", "trace and first step"]
+  assert min(phases.values()) >= 0
+  assert sum(phases.values()) == pytest.approx(result["seconds_to_first_step"], abs=0.5)
   assert np.isfinite(result["train"]["bpp"]) and np.isfinite(result["eval"]["bpp"])
   assert result["eval"]["loss"] == pytest.approx(result["eval"]["bpp"])  # the toy's loss is its bpp
   config = json.loads((tmp_path / "config.json").read_text())

@@ -115,7 +115,9 @@ def run(*,
     allow_hparams_change: resume even though hparams differ from those recorded in output_dir.
 
   Returns:
-    {"step", "seconds_to_first_step" (since the process started; None if no step ran), "train": {loss,
+    {"step", "seconds_to_first_step" (since the process started; None if no step ran), "startup_seconds" (its
+     phases: {"launch": imports and setup before training, "data", "model", "init", "checkpoint" or
+     "restore", "input pipeline", "trace and first step"}), "train": {loss,
      metrics... averaged over the last log window}, "eval": {loss, metrics...},
      "skipped_steps", "restores", "lr_scale", "optimizer_iterations", "interrupted", "output_dir",
      "checkpoint"}.
@@ -249,6 +251,23 @@ def seconds_since_launch() -> float:
     return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
   except (OSError, ValueError, IndexError):
     return time.monotonic() - _IMPORTED_AT
+
+
+class _Phases:
+  """Consecutive named spans of wall time, the first ("launch") from the process start."""
+
+  def __init__(self):
+    self.seconds = {"launch": seconds_since_launch()}
+    self._last = time.monotonic()
+
+  def mark(self, name: str) -> None:
+    """Ends the span `name` now."""
+    now = time.monotonic()
+    self.seconds[name] = now - self._last
+    self._last = now
+
+  def __str__(self) -> str:
+    return ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.seconds.items())
 
 
 # ---- input pipelines -----------------------------------------------------------------------------------
@@ -575,10 +594,14 @@ class _Trainer:
 
   def _train(self, stop_flag: _StopFlag) -> dict[str, Any]:
     setup = self.setup
+    phases = _Phases()  # where the time to the first step goes, logged with it
     self._agree(setup.resuming, "whether output_dir holds a checkpoint to resume")
     self._prepare_data()
+    phases.mark("data")
     self._build()
+    phases.mark("model")
     self._initialize()
+    phases.mark("init")
     if setup.resuming:
       path = self.checkpoints.latest()
       self.checkpoints.restore(path)
@@ -588,6 +611,7 @@ class _Trainer:
     step = int(self.step.numpy())
     if not setup.resuming:
       self.checkpoints.save(step)  # the "last good checkpoint" exists from the start
+    phases.mark("restore" if setup.resuming else "checkpoint")
     train_step = self._make_train_step()
     self._eval_step = self._make_eval_step()
     logging.info("training %s on %s (%s) with %s, %d replica(s), from step %d to %d, into %s",
@@ -595,6 +619,7 @@ class _Trainer:
                  self.strategy.num_replicas_in_sync, step, self.train_steps, self.output_dir)
 
     iterator = iter(self._train_dataset(step))
+    phases.mark("input pipeline")
     window = _Window()
     consecutive_nonfinite = 0
     interrupted = False
@@ -607,7 +632,8 @@ class _Trainer:
       step += 1
       if first_step_seconds is None:
         first_step_seconds = seconds_since_launch()
-        logging.info("first step done %.1f s after launch", first_step_seconds)
+        phases.mark("trace and first step")
+        logging.info("first step done %.1f s after launch (%s)", first_step_seconds, phases)
       if out["ok"]:
         consecutive_nonfinite = 0
         window.add(out)
@@ -642,6 +668,7 @@ class _Trainer:
     return {
         "step": step,
         "seconds_to_first_step": first_step_seconds,
+        "startup_seconds": phases.seconds,
         "train": train_metrics,
         "eval": eval_metrics,
         "skipped_steps": int(self.skipped.numpy()),

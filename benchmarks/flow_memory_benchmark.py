@@ -65,7 +65,7 @@ def _build(config: dict, reversible: bool, weights=None):
   optimizer = keras.optimizers.Adam(hp.learning_rate)
   optimizer.build(model.trainable_variables)
 
-  @tf.function
+  @tf.function(autograph=False)
   def train_step(batch):
     with tf.GradientTape() as tape:
       loss = tf.reduce_mean(model.compute_loss(batch, training=True)[0])

@@ -93,7 +93,7 @@ def run_config(args) -> dict:
   optimizer = keras.optimizers.Adam(hp.learning_rate)
   optimizer.build(model.trainable_variables)  # as the trainer does: slots created eagerly, one trace, not two
 
-  @tf.function(jit_compile=args.xla)
+  @tf.function(jit_compile=args.xla, autograph=False)
   def train_step(batch):
     with tf.GradientTape() as tape:
       loss = tf.reduce_mean(model.compute_loss(batch, training=True)[0])

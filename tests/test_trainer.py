@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 
+import keras
 import numpy as np
 from PIL import Image
 import pytest
@@ -399,3 +400,33 @@ def test_a_corrupt_record_is_named_and_nothing_saved_is_damaged(data_dir, tmp_pa
   assert sorted(after) == sorted(before)
   for name in before:
     np.testing.assert_array_equal(before[name], after[name], err_msg=name)
+
+
+@pytest.mark.parametrize("optimizer_class", [keras.optimizers.Adam, keras.optimizers.AdamW])
+def test_fused_adam_update_equals_keras_update_step(optimizer_class):
+  """The trainer's one-kernel Adam update gives Keras' own update_step, step after step, on Keras' slots."""
+  from t2v.trainer import optimizer as optimizer_lib  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  initial = [rng.normal(size=shape).astype(np.float32) for shape in ((3, 3, 4, 5), (5,))]
+  runs = []
+  for fused in (False, True):
+    variables = [keras.Variable(value) for value in initial]
+    optimizer = optimizer_class(learning_rate=1e-2, beta_1=0.8, beta_2=0.95, epsilon=1e-4)
+    optimizer.build(variables)
+    assert optimizer_lib.supports_fused_adam(optimizer)
+    for step in range(4):
+      grads = [tf.constant(np.random.default_rng(step).normal(size=v.shape), tf.float32) for v in variables]
+      rate = tf.constant(1e-2 * (step + 1))
+      powers = optimizer_lib.adam_powers(optimizer)
+      for variable, grad in zip(variables, grads):
+        if fused:
+          optimizer_lib.fused_adam_update(optimizer, optimizer_lib.tf_variable(variable), grad, rate,
+                                          *optimizer_lib.adam_slots(optimizer, variable), powers)
+        else:
+          optimizer.update_step(grad, variable, rate)
+      optimizer.iterations.assign_add(1)
+    runs.append([v.numpy() for v in variables] + [s.numpy() for s in optimizer.variables[1:]])
+  for keras_value, fused_value in zip(*runs):
+    np.testing.assert_allclose(fused_value, keras_value, rtol=1e-5, atol=1e-6)
+  assert not np.allclose(runs[0][0], initial[0])  # the variables did move
+  assert not optimizer_lib.supports_fused_adam(keras.optimizers.Adam(amsgrad=True))

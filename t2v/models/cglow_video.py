@@ -366,7 +366,7 @@ class CGlowVideo(VideoModel):
     features = self._checked_condition(inputs, video.shape[0], allow_unknown_words)
     num_context = video.shape[1]
     if num_context not in self._sample_graphs:
-      self._sample_graphs[num_context] = tf.function(self._sample_frames, reduce_retracing=True)
+      self._sample_graphs[num_context] = tf.function(self._sample_frames, reduce_retracing=True, autograph=False)
     return self._sample_graphs[num_context](video, features, tf.constant(num_frames),
                                             tf.constant(temperature, tf.float32),
                                             tf.cast(tf.convert_to_tensor(seed), tf.int32))

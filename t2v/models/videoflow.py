@@ -159,7 +159,7 @@ class VideoFlow(VideoModel):
                        f"got {video.dtype.name} {video.shape}")
     num_context = video.shape[1]
     if num_context not in self._sample_graphs:
-      self._sample_graphs[num_context] = tf.function(self._sample_frames, reduce_retracing=True)
+      self._sample_graphs[num_context] = tf.function(self._sample_frames, reduce_retracing=True, autograph=False)
     return self._sample_graphs[num_context](video, tf.constant(num_frames), tf.constant(temperature, tf.float32),
                                             tf.cast(tf.convert_to_tensor(seed), tf.int32))
 

@@ -170,6 +170,22 @@ def test_causal_conv3d_never_sees_the_future():
     assert np.abs(grad[t]).max() > 0
 
 
+@pytest.mark.parametrize("num_frames", [1, 2, 5])
+def test_causal_conv3d_equals_a_3d_convolution_of_the_zero_padded_video(num_frames):
+  """Against tf.nn.conv3d on the video padded with kt - 1 zero frames in front (and 1 pixel around), for static
+  time lengths (where taps that see only padding are skipped) and a dynamic one."""
+  from t2v.layers.residual3d import CausalConv3D
+  layer = CausalConv3D(5, (2, 3, 3))
+  x = tf.random.stateless_normal([2, num_frames, 6, 6, 3], seed=[num_frames, 0])
+  layer(x)
+  _randomise(layer, stddev=0.3)
+  padded = tf.pad(x, [[0, 0], [1, 0], [1, 1], [1, 1], [0, 0]])
+  expected = tf.nn.conv3d(padded, layer.kernel, [1] * 5, "VALID") + layer.bias
+  np.testing.assert_allclose(layer(x), expected, rtol=1e-5, atol=1e-5)
+  dynamic = tf.function(layer.call, input_signature=[tf.TensorSpec([None, None, 6, 6, 3])])
+  np.testing.assert_allclose(dynamic(x), expected, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("prior", ["conv3d_net", "conv_lstm"])
 def test_sampling_shapes_temperature_and_seeds(prior):
   model = _model(prior=prior)

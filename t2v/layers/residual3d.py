@@ -45,7 +45,10 @@ class CausalConv3D(keras.layers.Layer):
     n, t = shape[0], shape[1]
     padded = tf.pad(x, [[0, 0], [kt - 1, 0], [0, 0], [0, 0], [0, 0]])  # [N, T + kt - 1, H, W, C]
     out = self.bias
-    for i in range(kt):
+    # Taps i < kt - T see only the zero padding when T is known (a window of K < kt frames, e.g. VideoFlow's
+    # K = 1 prior, whose first tap would convolve zeros): skip them, the sum is the same.
+    first_tap = max(kt - x.shape[1], 0) if x.shape[1] is not None else 0
+    for i in range(first_tap, kt):
       frames = padded[:, i:i + t]  # [N, T, H, W, C]: x[t - (kt - 1 - i)]
       folded = tf.reshape(frames, tf.concat([[n * t], shape[2:]], 0))  # [N*T, H, W, C]
       out = out + tf.nn.conv2d(folded, self.kernel[i], 1, "SAME", dilations=self.dilation)

@@ -50,6 +50,7 @@ def _build(config: dict, reversible: bool, weights=None):
   from t2v import registry  # pylint: disable=import-outside-toplevel
   from t2v.hparams import override  # pylint: disable=import-outside-toplevel
   from t2v.problems.spec import VideoSpec  # pylint: disable=import-outside-toplevel
+  from t2v.trainer import optimizer as optimizer_lib  # pylint: disable=import-outside-toplevel
 
   hp = override(registry.hparams_set(config["hparams_set"]), {
       "depth": config["depth"], "reversible_gradients": reversible, "batch_size": config["batch_size"],
@@ -70,7 +71,7 @@ def _build(config: dict, reversible: bool, weights=None):
     with tf.GradientTape() as tape:
       loss = tf.reduce_mean(model.compute_loss(batch, training=True)[0])
     grads = tape.gradient(loss, model.trainable_variables)
-    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    optimizer_lib.apply_adam(optimizer, zip(grads, model.trainable_variables), hp.learning_rate)  # as the trainer
     return loss
 
   return train_step, {"video": video, "seed": tf.constant([1, 2])}, model

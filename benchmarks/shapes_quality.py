@@ -6,6 +6,9 @@ Restores the latest checkpoint, scores the first --num_examples test clips (bits
 given the first frame, the problem's protocol), rolls out --num_decodes samples per example at each temperature
 and judges each conditioning + generated video with the stochastic shapes judge (one shape, same colour and
 size, straight constant-speed motion in one of the 8 directions, continuing the conditioning frame). Prints JSON.
+
+--num_given=2 conditions the samples on two real frames instead (a diagnostic, not the problem's protocol: the
+direction is then known, so it measures whether the model continues a motion rather than whether it picks one).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ def main():
   parser.add_argument("--num_decodes", type=int, default=4)
   parser.add_argument("--temperature", type=float, nargs="+", default=[0.5])
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--num_given", type=int, default=0,
+                      help="real frames the samples continue (default: the problem's conditioning frames)")
   args = parser.parse_args()
 
   problem, model, config = restore_run(args.output_dir, args.data_dir)
@@ -44,11 +49,15 @@ def main():
   videos = np.concatenate(videos)[:args.num_examples]
   result = {"checkpoint": config["checkpoint"], "num_examples": len(videos),
             "bpp": float(bpp.mean()), "bpp_per_frame": bpp.mean(0).round(4).tolist(), "samples": {}}
-  context = videos[:, :spec.num_input_frames]
+  num_given = args.num_given or spec.num_input_frames
+  if not 1 <= num_given < spec.num_frames:
+    raise SystemExit(f"--num_given={num_given} must be in [1, {spec.num_frames - 1}]")
+  result["num_given"] = num_given
+  context = videos[:, :num_given]
   for temperature in args.temperature:
     decodes = []
     for d in range(args.num_decodes):
-      frames = [model.sample({"video": context[i:i + 50]}, spec.num_target_frames, temperature,
+      frames = [model.sample({"video": context[i:i + 50]}, spec.num_frames - num_given, temperature,
                              seed=(args.seed, 1000 * d + i)).numpy() for i in range(0, len(context), 50)]
       decodes.append(np.concatenate(frames))
     generated = np.stack(decodes, axis=1)  # [N, D, T, H, W, 3]

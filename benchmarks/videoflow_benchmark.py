@@ -77,6 +77,7 @@ def run_config(args) -> dict:
   from t2v import registry
   from t2v.hparams import override
   from t2v.problems.spec import VideoSpec
+  from t2v.trainer import optimizer as optimizer_lib
 
   launch = time.perf_counter()
   hp = override(registry.hparams_set(args.hparams_set), args.hparams)
@@ -98,7 +99,7 @@ def run_config(args) -> dict:
     with tf.GradientTape() as tape:
       loss = tf.reduce_mean(model.compute_loss(batch, training=True)[0])
     grads = tape.gradient(loss, model.trainable_weights)
-    optimizer.apply_gradients(zip(grads, model.trainable_weights))
+    optimizer_lib.apply_adam(optimizer, zip(grads, model.trainable_weights), hp.learning_rate)  # the trainer's update
     return loss
 
   train_step(batch).numpy()

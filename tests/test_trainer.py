@@ -430,3 +430,22 @@ def test_fused_adam_update_equals_keras_update_step(optimizer_class):
     np.testing.assert_allclose(fused_value, keras_value, rtol=1e-5, atol=1e-6)
   assert not np.allclose(runs[0][0], initial[0])  # the variables did move
   assert not optimizer_lib.supports_fused_adam(keras.optimizers.Adam(amsgrad=True))
+
+
+def test_apply_adam_equals_keras_apply_gradients():
+  from t2v.trainer import optimizer as optimizer_lib  # pylint: disable=import-outside-toplevel
+  results = []
+  for fused in (False, True):
+    variable = keras.Variable(np.linspace(-1, 1, 6, dtype=np.float32))
+    optimizer = keras.optimizers.Adam(learning_rate=0.1)
+    optimizer.build([variable])
+    for step in range(3):
+      grad = tf.constant(np.cos(np.arange(6) + step), tf.float32)
+      if fused:
+        optimizer_lib.apply_adam(optimizer, [(grad, variable)], 0.1)
+      else:
+        optimizer.apply_gradients([(grad, variable)])
+    results.append(variable.numpy())
+  np.testing.assert_allclose(results[1], results[0], rtol=1e-5, atol=1e-5)  # float32 round-off of lr 0.1 steps
+  with pytest.raises(ValueError, match="optimizer.build"):
+    optimizer_lib.apply_adam(keras.optimizers.Adam(), [(grad, variable)], 0.1)

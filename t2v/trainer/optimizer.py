@@ -61,3 +61,19 @@ def fused_adam_update(optimizer: keras.optimizers.Optimizer, variable: tf.Variab
       lr=tf.cast(learning_rate, dtype), beta1=tf.constant(optimizer.beta_1, dtype),
       beta2=tf.constant(optimizer.beta_2, dtype), epsilon=tf.constant(optimizer.epsilon, dtype),
       grad=tf.cast(gradient, dtype), use_locking=False)
+
+
+def apply_adam(optimizer: keras.optimizers.Optimizer, grads_and_vars, learning_rate) -> None:
+  """`optimizer.apply_gradients(grads_and_vars)` with the fused update, outside tf.distribute (benchmarks, tools).
+
+  Same update as the trainer's (no weight decay, no clipping); `learning_rate` is a float or scalar tensor.
+  """
+  if not supports_fused_adam(optimizer):
+    raise ValueError(f"apply_adam needs a built keras Adam or AdamW without amsgrad, got {optimizer!r}: call "
+                     "optimizer.build(variables) first, or use optimizer.apply_gradients")
+  powers = adam_powers(optimizer)
+  rate = tf.convert_to_tensor(learning_rate, tf.float32)
+  for gradient, variable in grads_and_vars:
+    if gradient is not None:
+      fused_adam_update(optimizer, tf_variable(variable), gradient, rate, *adam_slots(optimizer, variable), powers)
+  optimizer.iterations.assign_add(1)

@@ -180,7 +180,7 @@ class LatentPrior(keras.layers.Layer):
       shape = tf.shape(past)
       x = tf.reshape(tf.transpose(past, [0, 2, 3, 1, 4]),
                      tf.concat([shape[:1], shape[2:4], [k * self.latent_shape[-1]]], 0))  # [N, h, w, K*c]
-      x = tf.ensure_shape(x, [None, *self.latent_shape[:2], k * self.latent_shape[-1]])
+      x = tf.ensure_shape(x, [None, None, None, k * self.latent_shape[-1]])  # the channels, for the conv
       if proj is not None:
         x = tf.concat([x, proj], axis=-1)
       for layer in self.hidden:
@@ -213,7 +213,7 @@ class LatentPrior(keras.layers.Layer):
     x = self._lstm_input(_fold(z[:, :-1]), None if h is None else _fold(h[:, 1:]))  # [B*(T-1), h, w, 2c]
     gates = self.cell.input_gates(x)  # [B*(T-1), h, w, 4*width]
     gates = tf.reshape(gates, tf.concat([[b, steps], tf.shape(gates)[1:]], 0))  # [B, T-1, h, w, 4*width]
-    initial = self.cell.initial_state(b, self.latent_shape[:2])
+    initial = self.cell.initial_state(b, shape[2:4])
     hs, cs = tf.scan(lambda state, g: self.cell.step(g, state)[1], tf.transpose(gates, [1, 0, 2, 3, 4]),
                      initializer=initial)  # [T-1, B, h, w, width] each
     final = tuple(tf.concat([s0[None], s], 0)[-1] for s0, s in zip(initial, (hs, cs)))  # [B, h, w, width]
@@ -236,7 +236,7 @@ class LatentPrior(keras.layers.Layer):
     """
     if self.is_recurrent:
       if z.shape[1] == 1:  # no step yet (and TF's conv2d mishandles the empty batch of a 0-step recurrence)
-        return z[:, 0], self.cell.initial_state(tf.shape(z)[0], self.latent_shape[:2])
+        return z[:, 0], self.cell.initial_state(tf.shape(z)[0], tf.shape(z)[2:4])
       _, lstm_state = self._recurrence(z, h)
       return z[:, -1], lstm_state
     k = self.num_context

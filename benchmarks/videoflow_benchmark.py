@@ -57,16 +57,24 @@ def flow_forward_flops(hp, frame_shape) -> int:
 
 
 def prior_forward_flops(model) -> int:
-  """FLOPs of every level's conditional prior for one frame (counted from the built layers' kernels)."""
+  """FLOPs of every level's conditional prior for one frame (counted from the built layers' kernels).
+
+  conv3d_net's time-causal kernels [kt, kh, kw, in, out] run on all K frames of the window, each tap that can see
+  a frame of it (CausalConv3D skips the kt - min(kt, K) taps that would see only padding); its 2-D kernels
+  (the h projection, the output conv) and every other kind's run once per frame.
+  """
   total = 0
   for prior, (h, w, _) in zip(model.priors, model.glow.latent_shapes):
-    k = prior.num_context if prior.kind == "conv3d_net" else 1
+    k = prior.num_context
     for weight in prior.weights:
       if weight.path.endswith("kernel") and len(weight.shape) >= 4 and "first_frame" not in weight.path:
+        shape = [int(size) for size in weight.shape]
         macs = 1
-        for size in weight.shape:
-          macs *= int(size)
-        total += 2 * h * w * macs * k
+        for size in shape:
+          macs *= size
+        if len(shape) == 5:  # [kt, kh, kw, in, out] over the K frames, only the taps that see them
+          macs = macs // shape[0] * min(shape[0], k) * k
+        total += 2 * h * w * macs
   return total
 
 

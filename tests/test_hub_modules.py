@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,6 +11,8 @@ import tensorflow as tf
 from t2v.hub_modules.export import export
 from t2v.trainer.config import ConfigError
 from t2v.trainer.restore import restore_run
+
+import hub_consumer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -68,14 +68,7 @@ def test_exported_modules_match_the_python_model_in_a_fresh_process(run, tmp_pat
   problem, model, _ = restore_run(output_dir, data_dir)
   clips = next(iter(problem.dataset(problem.eval_split, batch_size=3, training=False)))["video"].numpy()
   inputs, targets = clips[:, :1], clips[:, 1:]
-  np.savez(tmp_path / "data.npz", inputs=inputs, targets=targets)
-  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-  env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-  result = subprocess.run([sys.executable, "-c", CONSUMER, export_dir, str(tmp_path / "data.npz"),
-                           str(tmp_path / "out.npz")], cwd=str(tmp_path), env=env, capture_output=True, text=True,
-                          timeout=300)
-  assert result.returncode == 0, result.stderr[-3000:]
-  out = np.load(tmp_path / "out.npz")
+  out = hub_consumer.consume(CONSUMER, export_dir, tmp_path, inputs=inputs, targets=targets)
 
   expected_bpp = model.log_prob_bpp({"video": tf.constant(clips)}, 1, seed=tf.constant([0, 0])).numpy()
   np.testing.assert_allclose(out["bpp_per_frame"], expected_bpp, atol=1e-4)

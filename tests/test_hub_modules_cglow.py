@@ -4,8 +4,6 @@ process without t2v, and get the Python model's numbers (bpp to 1e-4, identical 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,6 +13,8 @@ from t2v.hub_modules.export import export
 from t2v.hub_modules.export import lib as export_lib
 from t2v.trainer.config import ConfigError
 from t2v.trainer.restore import restore_run
+
+import hub_consumer
 
 # Captions for the unknown-word checks: all known; two unknown words ("a" is no word of any training caption);
 # 9 words, 2 past the tiny encoder's 7 (caption_max_words=8 with the start token).
@@ -102,14 +102,7 @@ def label_run(data_dir, tmp_path_factory) -> str:
 
 def _consume(export_dir: str, tmp_path, **data) -> dict[str, np.ndarray]:
   """Runs CONSUMER on `data` in a fresh process without t2v; its outputs."""
-  np.savez(tmp_path / "data.npz", **data)
-  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-  env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-  result = subprocess.run([sys.executable, "-c", CONSUMER, export_dir, str(tmp_path / "data.npz"),
-                           str(tmp_path / "out.npz")], cwd=str(tmp_path), env=env, capture_output=True, text=True,
-                          timeout=300)
-  assert result.returncode == 0, result.stderr[-3000:]
-  return dict(np.load(tmp_path / "out.npz"))
+  return hub_consumer.consume(CONSUMER, export_dir, tmp_path, **data)
 
 
 def _check_against_model(out, model, clips, key, y) -> None:

@@ -112,6 +112,29 @@ def test_affine_coupling_uses_sigmoid_scale():
   np.testing.assert_allclose(log_det, 2 * 2 * 2 * np.log(s), rtol=1e-6)
 
 
+
+def test_affine_coupling_reads_the_stored_interleaved_shift_scale_pairs():
+  """Checkpoints store the last layer's outputs as (shift, raw) pairs, Glow's layout; the coupling reads them
+  through a weight permutation. Checked against the formula applied to the stored weights by hand (numpy)."""
+  net = t2vb.CouplingNet(2, 3, 6, 5)
+  net.build(None)
+  rng = np.random.default_rng(0)
+  for weight in net.weights:
+    weight.assign(rng.normal(0, 0.3, weight.shape).astype(np.float32))
+  x = tf.constant(rng.normal(size=(2, 4, 4, 6)).astype(np.float32))
+  step = 1
+  w = lambda v: v.numpy()[step]
+  conv = lambda a, k, b: tf.nn.conv2d(a, k, 1, "SAME").numpy() + b
+  h = np.maximum(conv(x[..., :3], w(net.w1), w(net.b1)), 0)
+  h = np.maximum(conv(h, w(net.w2), w(net.b2)), 0)
+  h = conv(h, w(net.w3), w(net.b3)) * np.exp(3 * w(net.logs3))  # [2, 4, 4, 6] as stored: shift, raw, shift, ...
+  shift, raw = h[..., 0::2], h[..., 1::2]
+  scale = 1 / (1 + np.exp(-(raw + 2)))
+  y, log_det = t2vb.AffineCoupling(net, step).forward_and_log_det(x)
+  np.testing.assert_allclose(y[..., :3], x[..., :3])
+  np.testing.assert_allclose(y[..., 3:], (x.numpy()[..., 3:] + shift) * scale, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(log_det, np.log(scale).sum(axis=(1, 2, 3)), rtol=1e-4)
+
 def _glow(coupling="affine", cond_channels=0):
   glow = t2vb.MultiScaleGlow((8, 8, 2), num_levels=2, depth=3, hidden_channels=8, coupling=coupling,
                              cond_channels=cond_channels)

@@ -5,6 +5,9 @@ The coupling network sees x_a, and the conditioning tensor when one is given (co
 the label-conditioned Glow feeds a feature pyramid this way), and returns h:
   affine:   shift, raw = h[..., 0::2], h[..., 1::2];  s = sigmoid(raw + 2);  y_b = (x_b + shift) * s
             log|det| = sum over H, W, C//2 of log s
+            (the network's output channels interleave (shift, raw) pairs, Glow's layout, which checkpoints
+            keep; the coupling reads them through a permutation of the last layer's weights, so that shift and
+            raw are two contiguous halves: a strided slice's gradient is slow on CPU, see t2v/slicing.py)
   additive: shift = h;  y_b = x_b + shift;  log|det| = 0
 and y = concat(x_a, y_b). The inverse recomputes h from y_a = x_a, so the flow stays exactly invertible for
 any fixed conditioning tensor.
@@ -21,9 +24,11 @@ weights for all K steps of a flow level live in one `CouplingNet` layer with a l
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from t2v.bijectors.base import FlowBijector
+from t2v.slicing import split_at
 
 _SCALE_BIAS = 2.0  # sigmoid(h + 2) starts near 0.88: a gentle, stable initial scale (Glow's code)
 _LOGSCALE_FACTOR = 3.0  # Glow's zero-initialised output layer multiplies its log-scale by this
@@ -74,8 +79,12 @@ class CouplingNet(keras.layers.Layer):
       return tf.tanh(a) * tf.sigmoid(b)
     return tf.nn.relu(h)
 
-  def call(self, x_a, step=0, cond=None):
-    """h [N, H, W, out_channels] for x_a [N, H, W, in_channels] at step `step`."""
+  def call(self, x_a, step=0, cond=None, output_order=None):
+    """h [N, H, W, out_channels] for x_a [N, H, W, in_channels] at step `step`.
+
+    output_order: a permutation of the output channels (h[..., output_order]), applied to the last layer's
+      weights rather than to h; None keeps the stored order.
+    """
     if self.cond_channels:
       if cond is None:
         raise ValueError(f"this coupling network was built for a {self.cond_channels}-channel conditioning "
@@ -84,10 +93,11 @@ class CouplingNet(keras.layers.Layer):
     elif cond is not None:
       raise ValueError("this coupling network takes no conditioning input (cond_channels=0)")
     w = lambda v: tf.gather(v, step)
+    out = lambda v: w(v) if output_order is None else tf.gather(w(v), output_order, axis=-1)
     h = self._act(tf.nn.conv2d(x_a, w(self.w1), 1, "SAME") + w(self.b1))
     h = self._act(tf.nn.conv2d(h, w(self.w2), 1, "SAME") + w(self.b2))
-    h = tf.nn.conv2d(h, w(self.w3), 1, "SAME") + w(self.b3)
-    return h * tf.exp(_LOGSCALE_FACTOR * w(self.logs3))
+    h = tf.nn.conv2d(h, out(self.w3), 1, "SAME") + out(self.b3)
+    return h * tf.exp(_LOGSCALE_FACTOR * out(self.logs3))
 
   def get_config(self):
     return {**super().get_config(), "num_steps": self.num_steps, "in_channels": self.in_channels,
@@ -98,7 +108,7 @@ class CouplingNet(keras.layers.Layer):
 def split_channels(x):
   """(x_a, x_b): the first C - C//2 and the last C//2 channels."""
   c = x.shape[-1]
-  return x[..., : c - c // 2], x[..., c - c // 2:]
+  return split_at(x, c - c // 2)
 
 
 class _Coupling(FlowBijector):
@@ -106,6 +116,7 @@ class _Coupling(FlowBijector):
   network output and the map of x_b given it (`_forward_from_network` / `_inverse_from_network`)."""
 
   _kind = ""
+  _output_order = None  # the permutation of the network's output channels the coupling reads h in
 
   def __init__(self, net: CouplingNet, step: int | tf.Tensor, name: str, parameters: dict):
     self._net = net
@@ -113,9 +124,11 @@ class _Coupling(FlowBijector):
     super().__init__(name=name, parameters=parameters)
 
   def network_output(self, x: tf.Tensor, cond: tf.Tensor | None = None) -> tf.Tensor:
-    """h [N, H, W, out_channels] of x or y [N, H, W, C] (it reads only the first C - C//2 channels)."""
+    """h [N, H, W, out_channels] of x or y [N, H, W, C] (it reads only the first C - C//2 channels), in the
+    channel order that `forward_from_network` and `inverse_from_network` read."""
     _check_net(self._net, self._kind, x.shape[-1])
-    return self._net(split_channels(x)[0], step=self._step, cond=cond)
+    order = None if self._output_order is None else self._output_order(self._net.out_channels)
+    return self._net(split_channels(x)[0], step=self._step, cond=cond, output_order=order)
 
   def forward_from_network(self, x: tf.Tensor, h: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """(y [N, H, W, C], log-det [N]) given h = network_output(x, cond)."""
@@ -141,13 +154,18 @@ class AffineCoupling(_Coupling):
 
   _kind = "affine"
 
+  @staticmethod
+  def _output_order(channels: int) -> np.ndarray:
+    """The stored interleaved pairs (shift_0, raw_0, shift_1, ...) -> (shift_0, shift_1, ..., raw_0, ...)."""
+    return np.concatenate([np.arange(0, channels, 2), np.arange(1, channels, 2)]).astype(np.int32)
+
   def __init__(self, net: CouplingNet, step: int | tf.Tensor = 0, name: str = "affine_coupling"):
     parameters = dict(locals())
     super().__init__(net, step, name, parameters)
 
   @staticmethod
   def _shift_and_log_scale(h):
-    shift, raw = h[..., 0::2], h[..., 1::2]
+    shift, raw = tf.split(h, 2, axis=-1)  # h in `_output_order`: the shifts, then the raw scales
     return shift, tf.math.log_sigmoid(raw + _SCALE_BIAS)
 
   def _forward_from_network(self, x_b, h):

@@ -27,6 +27,7 @@ import tensorflow_probability as tfp
 from t2v.bijectors.flow_steps import FlowStepParams, FlowSteps
 from t2v.bijectors.squeeze import Squeeze
 from t2v.layers.tracking import track_layers
+from t2v.slicing import split_at
 
 tfb = tfp.bijectors
 
@@ -34,7 +35,7 @@ tfb = tfp.bijectors
 def split_latent(v):
   """(h, z) of a level's output: h continues to the next level, z leaves as that level's latent."""
   c = v.shape[-1]
-  return v[..., : c - c // 2], v[..., c - c // 2:]
+  return split_at(v, c - c // 2)
 
 
 class MultiScaleGlow(keras.layers.Layer):

@@ -12,6 +12,7 @@ import keras
 import tensorflow as tf
 
 from t2v.layers.tracking import track_layers
+from t2v.slicing import take
 
 
 class CausalConv3D(keras.layers.Layer):
@@ -43,15 +44,23 @@ class CausalConv3D(keras.layers.Layer):
     kt = self.kernel_size[0]
     shape = tf.shape(x)
     n, t = shape[0], shape[1]
-    padded = tf.pad(x, [[0, 0], [kt - 1, 0], [0, 0], [0, 0], [0, 0]])  # [N, T + kt - 1, H, W, C]
+    static_t = x.shape[1]
     out = self.bias
-    # Taps i < kt - T see only the zero padding when T is known (a window of K < kt frames, e.g. VideoFlow's
-    # K = 1 prior, whose first tap would convolve zeros): skip them, the sum is the same.
-    first_tap = max(kt - x.shape[1], 0) if x.shape[1] is not None else 0
-    for i in range(first_tap, kt):
-      frames = padded[:, i:i + t]  # [N, T, H, W, C]: x[t - (kt - 1 - i)]
+    kernels = tf.unstack(self.kernel, axis=0)  # kt x [kh, kw, in, filters]
+    for i in range(kt):
+      delay = kt - 1 - i  # tap i reads x[t - delay]
+      if static_t is not None:
+        if delay >= static_t:
+          continue  # a tap that sees only the zero padding (e.g. VideoFlow's K = 1 window): the sum is the same
+        # x delayed by `delay` frames: zeros in front, the last `delay` frames dropped ([N, T, H, W, C]); split
+        # and pad, whose gradients are cheap (t2v/slicing.py)
+        frames = x if delay == 0 else tf.pad(take(x, 0, static_t - delay, axis=1),
+                                             [[0, 0], [delay, 0], [0, 0], [0, 0], [0, 0]])
+      else:
+        padded = tf.pad(x, [[0, 0], [kt - 1, 0], [0, 0], [0, 0], [0, 0]])  # [N, T + kt - 1, H, W, C]
+        frames = padded[:, i:i + t]  # [N, T, H, W, C]: x[t - delay]
       folded = tf.reshape(frames, tf.concat([[n * t], shape[2:]], 0))  # [N*T, H, W, C]
-      out = out + tf.nn.conv2d(folded, self.kernel[i], 1, "SAME", dilations=self.dilation)
+      out = out + tf.nn.conv2d(folded, kernels[i], 1, "SAME", dilations=self.dilation)
     return tf.reshape(out, tf.concat([shape[:4], [self.filters]], 0))  # [N, T, H, W, filters]
 
   def get_config(self):

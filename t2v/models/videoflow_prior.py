@@ -40,6 +40,7 @@ import tensorflow_probability as tfp
 from t2v.layers.conv_lstm import ConvLSTMCell
 from t2v.layers.residual3d import CausalConv3D, ResidualBlock3D
 from t2v.layers.tracking import track_layers
+from t2v.slicing import take
 
 tfd = tfp.distributions
 
@@ -52,6 +53,11 @@ def _fold(x: tf.Tensor) -> tf.Tensor:
   """[B, n, ...] -> [B*n, ...]: frames folded into the batch."""
   shape = tf.shape(x)
   return tf.reshape(x, tf.concat([[shape[0] * shape[1]], shape[2:]], 0))  # [B*n, ...]
+
+
+def _last_frame(x: tf.Tensor) -> tf.Tensor:
+  """x[:, -1] of [N, K, ...] (K static): the last time step, through a split (its gradient is cheap)."""
+  return tf.squeeze(take(x, -1, None, axis=1), axis=1)  # [N, ...]
 
 
 def _conv2d(filters, kernel, zero_init=False, name=None):
@@ -175,7 +181,7 @@ class LatentPrior(keras.layers.Layer):
       x = self.input_conv(x)  # [N, K, h, w, width]
       for block in self.blocks:
         x = block(x)
-      out = self.output_conv(x[:, -1])  # last time step: [N, h, w, 2c]
+      out = self.output_conv(_last_frame(x))  # last time step: [N, h, w, 2c]
     elif self.kind == "conv_net":
       shape = tf.shape(past)
       x = tf.reshape(tf.transpose(past, [0, 2, 3, 1, 4]),
@@ -187,9 +193,9 @@ class LatentPrior(keras.layers.Layer):
         x = tf.nn.relu(layer(x))
       out = self.output_conv(x)
     else:  # pointwise
-      x = past[:, -1] if proj is None else tf.concat([past[:, -1], proj], axis=-1)
+      x = _last_frame(past) if proj is None else tf.concat([_last_frame(past), proj], axis=-1)
       out = self.output_conv(x)
-    return self._output_params(out, past[:, -1])
+    return self._output_params(out, _last_frame(past))
 
   def _output_params(self, out: tf.Tensor, z_prev: tf.Tensor):
     """(mu, log_sigma) [N, h, w, c] from the output conv's (dz, log sigma) [N, h, w, 2c] and z_{t-1}."""
@@ -283,8 +289,8 @@ class LatentPrior(keras.layers.Layer):
     parts = []
     uncond_end = min(self.min_context, num_frames)
     if first < uncond_end:  # frames first .. min_context-1: unconditional prior
-      zs = z[:, first:uncond_end]  # [B, n, h, w, c]
-      hs = None if h is None else _fold(h[:, first:uncond_end])  # [B*n, h, w, cond]
+      zs = take(z, first, uncond_end, axis=1)  # [B, n, h, w, c]
+      hs = None if h is None else _fold(take(h, first, uncond_end, axis=1))  # [B*n, h, w, cond]
       mu, log_sigma = self.unconditional_params(hs, tf.shape(zs)[0] * tf.shape(zs)[1])
       parts.append(self._log_prob_frames(zs, mu, log_sigma))
     cond_start = max(first, self.min_context)
@@ -295,12 +301,12 @@ class LatentPrior(keras.layers.Layer):
         mu, log_sigma = self._output_params(self.output_conv(_fold(outputs[:, cond_start - 1:])), z_prev)
       else:  # windows z[t-K:t], zero-padded in front where t < K (pad_context)
         pad = max(k - cond_start, 0)
-        past = z[:, cond_start - k + pad:num_frames - 1]  # [B, T-1-cond_start+k-pad, h, w, c]
+        past = take(z, cond_start - k + pad, num_frames - 1, axis=1)  # [B, T-1-cond_start+k-pad, h, w, c]
         past = tf.pad(past, [[0, 0], [pad, 0], [0, 0], [0, 0], [0, 0]])  # [B, n+K-1, h, w, c]
         windows = tf.signal.frame(past, k, 1, axis=1)  # [B, n, K, h, w, c]
-        ht = None if h is None else _fold(h[:, cond_start:])  # [B*n, h, w, cond]
+        ht = None if h is None else _fold(take(h, cond_start, None, axis=1))  # [B*n, h, w, cond]
         mu, log_sigma = self.conditional_params(_fold(windows), ht)
-      parts.append(self._log_prob_frames(z[:, cond_start:], mu, log_sigma))
+      parts.append(self._log_prob_frames(take(z, cond_start, None, axis=1), mu, log_sigma))
     return tf.concat(parts, axis=1)
 
   def _log_prob_frames(self, z: tf.Tensor, mu: tf.Tensor, log_sigma: tf.Tensor) -> tf.Tensor:

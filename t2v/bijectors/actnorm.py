@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from t2v.bijectors.base import FlowBijector, per_example, spatial_size
+from t2v.bijectors.base import FlowBijector, per_example, spatial_size, step_slice
 
 _INIT_EPS = 1e-6  # keeps log(std) finite on constant channels (e.g. a flat grey background)
 
@@ -53,7 +53,7 @@ class ActNorm(FlowBijector):
     super().__init__(name=name, parameters=parameters)
 
   def _slices(self):
-    return tf.gather(self._params.log_scale, self._step), tf.gather(self._params.bias, self._step)
+    return step_slice(self._params.log_scale, self._step), step_slice(self._params.bias, self._step)
 
   def _forward_and_log_det(self, x):
     log_scale, bias = self._slices()

@@ -24,10 +24,9 @@ weights for all K steps of a flow level live in one `CouplingNet` layer with a l
 from __future__ import annotations
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from t2v.bijectors.base import FlowBijector
+from t2v.bijectors.base import FlowBijector, step_slice
 from t2v.slicing import split_at
 
 _SCALE_BIAS = 2.0  # sigmoid(h + 2) starts near 0.88: a gentle, stable initial scale (Glow's code)
@@ -79,11 +78,12 @@ class CouplingNet(keras.layers.Layer):
       return tf.tanh(a) * tf.sigmoid(b)
     return tf.nn.relu(h)
 
-  def call(self, x_a, step=0, cond=None, output_order=None):
+  def call(self, x_a, step=0, cond=None, pairs_first=False):
     """h [N, H, W, out_channels] for x_a [N, H, W, in_channels] at step `step`.
 
-    output_order: a permutation of the output channels (h[..., output_order]), applied to the last layer's
-      weights rather than to h; None keeps the stored order.
+    pairs_first: the output channels are stored as interleaved pairs (a_0, b_0, a_1, b_1, ...); return them
+      as (a_0, a_1, ..., b_0, b_1, ...), by permuting the last layer's weights rather than h (a weight-sized
+      transpose instead of a strided slice of h, whose gradient is slow on CPU).
     """
     if self.cond_channels:
       if cond is None:
@@ -92,17 +92,29 @@ class CouplingNet(keras.layers.Layer):
       x_a = tf.concat([x_a, cond], axis=-1)
     elif cond is not None:
       raise ValueError("this coupling network takes no conditioning input (cond_channels=0)")
-    w = lambda v: tf.gather(v, step)
-    out = lambda v: w(v) if output_order is None else tf.gather(w(v), output_order, axis=-1)
-    h = self._act(tf.nn.conv2d(x_a, w(self.w1), 1, "SAME") + w(self.b1))
-    h = self._act(tf.nn.conv2d(h, w(self.w2), 1, "SAME") + w(self.b2))
-    h = tf.nn.conv2d(h, out(self.w3), 1, "SAME") + out(self.b3)
-    return h * tf.exp(_LOGSCALE_FACTOR * out(self.logs3))
+    if pairs_first and self.out_channels % 2:
+      raise ValueError(f"pairs_first needs an even number of output channels, got {self.out_channels}")
+    w = lambda v: step_slice(v, step)
+    out = lambda v: _pairs_first(w(v)) if pairs_first else w(v)
+    conv = lambda h, kernel, bias: tf.nn.bias_add(tf.nn.conv2d(h, kernel, 1, "SAME"), bias)
+    h = self._act(conv(x_a, w(self.w1), w(self.b1)))
+    h = self._act(conv(h, w(self.w2), w(self.b2)))
+    # Glow's output scale exp(3 * logs) per channel, folded into the last layer's weights (the same function:
+    # (conv(h, w) + b) * s = conv(h, w * s) + b * s), so no activation-sized product is formed or differentiated
+    scale = tf.exp(_LOGSCALE_FACTOR * out(self.logs3))  # [out_channels]
+    return conv(h, out(self.w3) * scale, out(self.b3) * scale)
 
   def get_config(self):
     return {**super().get_config(), "num_steps": self.num_steps, "in_channels": self.in_channels,
             "out_channels": self.out_channels, "hidden_channels": self.hidden_channels,
             "cond_channels": self.cond_channels, "activation": self.activation}
+
+
+def _pairs_first(v: tf.Tensor) -> tf.Tensor:
+  """v[..., (0, 2, 4, ..., 1, 3, 5, ...)] of a weight [..., 2m] with a static shape: interleaved pairs de-interleaved."""
+  shape = v.shape.as_list()
+  pairs = tf.reshape(v, shape[:-1] + [shape[-1] // 2, 2])  # [..., m, 2]
+  return tf.reshape(tf.transpose(pairs, [*range(len(shape) - 1), len(shape), len(shape) - 1]), shape)  # [..., 2m]
 
 
 def split_channels(x):
@@ -116,7 +128,7 @@ class _Coupling(FlowBijector):
   network output and the map of x_b given it (`_forward_from_network` / `_inverse_from_network`)."""
 
   _kind = ""
-  _output_order = None  # the permutation of the network's output channels the coupling reads h in
+  _pairs_first = False  # whether the coupling reads the network's interleaved output pairs de-interleaved
 
   def __init__(self, net: CouplingNet, step: int | tf.Tensor, name: str, parameters: dict):
     self._net = net
@@ -127,8 +139,7 @@ class _Coupling(FlowBijector):
     """h [N, H, W, out_channels] of x or y [N, H, W, C] (it reads only the first C - C//2 channels), in the
     channel order that `forward_from_network` and `inverse_from_network` read."""
     _check_net(self._net, self._kind, x.shape[-1])
-    order = None if self._output_order is None else self._output_order(self._net.out_channels)
-    return self._net(split_channels(x)[0], step=self._step, cond=cond, output_order=order)
+    return self._net(split_channels(x)[0], step=self._step, cond=cond, pairs_first=self._pairs_first)
 
   def forward_from_network(self, x: tf.Tensor, h: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """(y [N, H, W, C], log-det [N]) given h = network_output(x, cond)."""
@@ -153,11 +164,7 @@ class AffineCoupling(_Coupling):
   """y_b = (x_b + shift) * sigmoid(raw + 2), (shift, raw) = NN(x_a [, cond]); see the module docstring."""
 
   _kind = "affine"
-
-  @staticmethod
-  def _output_order(channels: int) -> np.ndarray:
-    """The stored interleaved pairs (shift_0, raw_0, shift_1, ...) -> (shift_0, shift_1, ..., raw_0, ...)."""
-    return np.concatenate([np.arange(0, channels, 2), np.arange(1, channels, 2)]).astype(np.int32)
+  _pairs_first = True  # stored as (shift_0, raw_0, shift_1, ...), read as (shift_0, shift_1, ..., raw_0, ...)
 
   def __init__(self, net: CouplingNet, step: int | tf.Tensor = 0, name: str = "affine_coupling"):
     parameters = dict(locals())
@@ -165,7 +172,7 @@ class AffineCoupling(_Coupling):
 
   @staticmethod
   def _shift_and_log_scale(h):
-    shift, raw = tf.split(h, 2, axis=-1)  # h in `_output_order`: the shifts, then the raw scales
+    shift, raw = tf.split(h, 2, axis=-1)  # h read pairs first: the shifts, then the raw scales
     return shift, tf.math.log_sigmoid(raw + _SCALE_BIAS)
 
   def _forward_from_network(self, x_b, h):

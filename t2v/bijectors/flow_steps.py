@@ -18,7 +18,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from t2v.bijectors.actnorm import ActNorm, ActNormParams
-from t2v.bijectors.base import FlowBijector
+from t2v.bijectors.base import FlowBijector, StepSlices
 from t2v.bijectors.coupling import AdditiveCoupling, AffineCoupling, CouplingNet, coupling_out_channels
 from t2v.bijectors.invertible_conv import InvertibleConv1x1, InvertibleConvParams
 from t2v.bijectors.reversible import CouplingStage, Stage, reversible_chain
@@ -121,15 +121,16 @@ class FlowSteps(FlowBijector):
   def reversible_gradients(self) -> bool:
     return self._reversible_gradients
 
-  def step(self, k: int | tf.Tensor) -> FlowStep:
+  def step(self, k) -> FlowStep:
     return FlowStep(self._params, k)
 
   def _loop(self, x, cond, reverse_order: bool, apply):
     k_max = self.num_steps
+    slices = StepSlices(self._params.weights, k_max)  # read per step from TensorArrays: an O(K) gradient
 
     def body(k, x, ldj):
       index = k_max - 1 - k if reverse_order else k
-      x, step_ldj = apply(self.step(index), x)
+      x, step_ldj = apply(self.step(slices.at(index)), x)
       return k + 1, x, ldj + step_ldj
 
     # maximum_iterations: XLA needs a static bound on the loop to differentiate it (its gradient stacks)

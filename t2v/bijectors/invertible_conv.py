@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from t2v.bijectors.base import FlowBijector, per_example, spatial_size
+from t2v.bijectors.base import FlowBijector, per_example, spatial_size, step_slice
 
 
 def _random_rotation_lu(channels: int, rng: np.random.Generator):
@@ -66,12 +66,12 @@ class InvertibleConv1x1(FlowBijector):
 
   def _factors(self):
     p = self._params
-    lower = tf.linalg.band_part(tf.gather(p.lower, self._step), -1, 0)
+    lower = tf.linalg.band_part(step_slice(p.lower, self._step), -1, 0)
     lower = tf.linalg.set_diag(lower, tf.ones([p.channels]))  # unit lower-triangular
-    upper = tf.linalg.band_part(tf.gather(p.upper, self._step), 0, -1)
-    log_abs_s = tf.gather(p.log_abs_s, self._step)
-    upper = tf.linalg.set_diag(upper, tf.gather(p.sign, self._step) * tf.exp(log_abs_s))
-    return tf.gather(p.permutation, self._step), lower, upper, log_abs_s
+    upper = tf.linalg.band_part(step_slice(p.upper, self._step), 0, -1)
+    log_abs_s = step_slice(p.log_abs_s, self._step)
+    upper = tf.linalg.set_diag(upper, step_slice(p.sign, self._step) * tf.exp(log_abs_s))
+    return step_slice(p.permutation, self._step), lower, upper, log_abs_s
 
   def weight(self) -> tf.Tensor:
     """W [C, C]."""

@@ -31,5 +31,6 @@ setup(
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     # scipy: the independent reference (sqrtm) the Frechet distance is tested against.
-    extras_require={"test": ["pytest>=8", "scipy>=1.11"]},
+    # pytest-xdist: the suite runs in two processes (pytest.ini), since most of its time is single-threaded tracing.
+    extras_require={"test": ["pytest>=8", "pytest-xdist>=3.5", "scipy>=1.11"]},
 )

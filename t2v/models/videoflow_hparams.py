@@ -20,10 +20,10 @@ class VideoFlowHParams(HParams):
   # Gradients of each level's K steps by inversion (RevNet-style, t2v/bijectors/reversible.py) instead of stored
   # activations: the same gradients, a training step's working memory flat in K. On by default because the base
   # and the BAIR and shapes presets (K = 24, 12) are where it pays. Measured by benchmarks/flow_memory_benchmark.py
-  # (videoflow_cpu widths, 32x32, CPU): plain backprop's step memory grows 5.6x from K = 4 to 32 (reversible:
-  # 1.0x); at K = 16 it is 6x the reversible one, which fits 27 frames per window in the memory plain fits 7 in;
-  # the step takes 1.25x (K = 4) to 1.5-1.7x (K = 32) the time. At K <= 4 on a machine with memory to spare
-  # (videoflow_cpu) it only costs time: turn it off there.
+  # (videoflow_cpu widths, 32x32, CPU, session 4): plain backprop's step memory grows 6.0x from K = 4 to 32
+  # (reversible: 1.06x); at K = 16 it is 7x the reversible one, which fits 36 frames per window in the memory
+  # plain fits 8 in; the step takes 1.01x (K = 4) to 1.29x (K = 32) the time. At K <= 4 on a machine with memory
+  # to spare (videoflow_cpu) it only costs time: turn it off there.
   reversible_gradients: bool = True
   # Prior p(z_t | z_<t, h_t).
   # conv_lstm: a 3x3 convolutional LSTM state per level over all past frames (VideoFlow §6), width prior_width;

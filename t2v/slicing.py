@@ -16,13 +16,9 @@ from __future__ import annotations
 import tensorflow as tf
 
 
-def _static_size(x: tf.Tensor, axis: int) -> int | None:
-  return x.shape[axis]
-
-
 def split_at(x: tf.Tensor, index: int, axis: int = -1) -> tuple[tf.Tensor, tf.Tensor]:
   """(x[:index], x[index:]) along `axis` (negative indices count from the end of that axis)."""
-  size = _static_size(x, axis)
+  size = x.shape[axis]
   if size is None:
     raise ValueError(f"split_at needs a static size along axis {axis}, got shape {x.shape}")
   if index < 0:
@@ -35,7 +31,7 @@ def split_at(x: tf.Tensor, index: int, axis: int = -1) -> tuple[tf.Tensor, tf.Te
 
 def take(x: tf.Tensor, start: int, stop: int | None = None, axis: int = 0) -> tf.Tensor:
   """x[start:stop] along `axis` (Python slice semantics for the bounds; step 1)."""
-  size = _static_size(x, axis)
+  size = x.shape[axis]
   if size is None:  # the size is only known at run time: a basic slice
     index = [slice(None)] * (axis % x.shape.rank) + [slice(start, stop)]
     return x[tuple(index)]

@@ -111,7 +111,7 @@ class CouplingNet(keras.layers.Layer):
 
 
 def _pairs_first(v: tf.Tensor) -> tf.Tensor:
-  """v[..., (0, 2, 4, ..., 1, 3, 5, ...)] of a weight [..., 2m] with a static shape: interleaved pairs de-interleaved."""
+  """v[..., (0, 2, 4, ..., 1, 3, 5, ...)] of a weight [..., 2m] of static shape: its interleaved pairs split apart."""
   shape = v.shape.as_list()
   pairs = tf.reshape(v, shape[:-1] + [shape[-1] // 2, 2])  # [..., m, 2]
   return tf.reshape(tf.transpose(pairs, [*range(len(shape) - 1), len(shape), len(shape) - 1]), shape)  # [..., 2m]

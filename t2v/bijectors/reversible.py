@@ -25,8 +25,8 @@ composing to forward_step), each pulled back on its own:
                    its gradient still reaches x (through the untouched part), the conditioning and the weights.
 
 Parameters: the steps read their weights from variables with a leading step axis, each step gathering its own
-slice (`tf.gather(variable, index)`: what `bijectors.base.step_slice` does for an index; the plain loop reads
-TensorArray slices instead, which a custom gradient could not trace back to the variables). `tf.custom_gradient` finds those
+slice (`tf.gather(variable, index)`: what `bijectors.base.step_slice` does for an index; the plain loop,
+`FlowSteps._loop`, reads them from TensorArrays unstacked before the loop instead). `tf.custom_gradient` finds those
 variables itself (it watches variable reads) and hands them to the gradient function, which must return a full
 [K, ...] gradient per variable: each step's slice gradient is written into a `tf.TensorArray` at the step's
 index and the slices are stacked once at the end (O(K) work, no K x K scatter).

@@ -341,3 +341,18 @@ def test_checkpoint_restores_every_weight_into_a_fresh_model(prior, tmp_path):
   assert len(fresh.weights) == len(model.weights)
   for a, b in zip(model.weights, fresh.weights):
     np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
+@pytest.mark.parametrize("prior", PRIOR_KINDS)
+def test_the_constructor_creates_every_variable_that_running_the_model_uses(prior):
+  """The priors build their weights from shapes (no eager pass): training, scoring and sampling find them all,
+  with the shapes they need, and create none."""
+  model = _model(prior=prior, num_context_latents=2, pad_context=True)
+  before = {v.path: tuple(v.shape) for v in model.weights}
+  video = _video(2, 4)
+  with tf.GradientTape() as tape:
+    loss = tf.reduce_mean(model.compute_loss({"video": video}, training=True)[0])
+  grads = tape.gradient(loss, model.trainable_weights)
+  model.sample({"video": video[:, :1]}, 2, 0.5)
+  assert {v.path: tuple(v.shape) for v in model.weights} == before
+  assert len(grads) == len(model.trainable_weights) and sum(g is None for g in grads) == 0

@@ -76,6 +76,9 @@ class GatedActivation(keras.layers.Layer):
     self.filters = filters
     self.gate = CausalConv3D(2 * filters, (1, 1, 1), name="gate")
 
+  def build(self, input_shape):
+    self.gate.build(input_shape)
+
   def call(self, x):
     a, b = tf.split(self.gate(x), 2, axis=-1)
     return tf.tanh(a) * tf.sigmoid(b)
@@ -106,6 +109,14 @@ class ResidualBlock3D(keras.layers.Layer):
       last = CausalConv3D(filters, (2, 3, 3), dilation=d, zero_init=True, name=f"conv_out_d{d}")
       self.branches.append((first, middle, last))
       track_layers(self, f"dilation_{d}", (first, middle, last))
+
+  def build(self, input_shape):
+    """Creates every branch's weights for inputs [N, T, H, W, C] (C = filters: the block is residual)."""
+    hidden = (*input_shape[:-1], self.filters)
+    for first, middle, last in self.branches:
+      first.build(input_shape)
+      middle.build(hidden)
+      last.build(hidden)
 
   def call(self, x):
     out = x

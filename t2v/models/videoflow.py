@@ -58,13 +58,12 @@ class VideoFlow(VideoModel):
     self.priors = track_layers(self, "prior", self.priors)
     self._initialized = self.add_weight(shape=(), dtype="int32", initializer="zeros", trainable=False,
                                         name="initialized")
-    # ---- wiring: create every variable now, so a checkpoint restores into a complete model. No variable's shape
-    # depends on the frame size (convolutions, per-channel parameters; the top prior's per-position Gaussian is
-    # created above), so the eager pass runs on the smallest frame the flow accepts, 2^L pixels square: at BAIR
-    # size it would spend seconds convolving zeros.
-    num_frames = hp.num_context_latents + 1
-    side = 2 ** hp.num_levels
-    self.frame_log_probs(tf.zeros([1, num_frames, side, side, spec.frame_shape[-1]]), first=0)
+    # ---- wiring: create every variable now, so a checkpoint restores into a complete model. The flow's live in
+    # its parameter layers already; the priors build theirs from their shapes, without running anything (an
+    # eager pass of the model on a small frame did this before: 1.1 s for videoflow_cpu, 7.2 s for
+    # videoflow_bair_qual, mostly the first run of every convolution shape).
+    for prior in self.priors:
+      prior.create_variables()
     # one graph per number of context frames: the context's length decides statically whether there are latents
     # to encode and how each prior builds its state; the batch size may vary within a graph
     self._sample_graphs = {}

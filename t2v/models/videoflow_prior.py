@@ -143,6 +143,33 @@ class LatentPrior(keras.layers.Layer):
     else:  # pointwise
       self.output_conv = _conv2d(2 * c, 1, zero_init=True, name="output_conv")
 
+  def create_variables(self) -> None:
+    """Creates every weight of this prior from its shapes, without running it (the sublayers' `build`)."""
+    h, w, c = self.latent_shape
+    k = self.num_context
+    cond = (None, h, w, self.cond_channels)
+    if self.cond_channels:
+      self.first_frame_net.build(cond)
+      self.cond_projection.build(cond)
+    inputs = c + (c if self.cond_channels else 0)  # z_{t-1} (or the window), with the projection of h_t
+    if self.kind == "conv3d_net":
+      self.input_conv.build((None, k, h, w, inputs))
+      for block in self.blocks:
+        block.build((None, k, h, w, self.width))
+      self.output_conv.build((None, h, w, self.width))
+    elif self.kind == "conv_net":
+      channels = k * c + (c if self.cond_channels else 0)
+      for layer in self.hidden:
+        layer.build((None, h, w, channels))
+        channels = self.width
+      self.output_conv.build((None, h, w, channels))
+    elif self.kind == "conv_lstm":
+      self.cell.build((None, h, w, inputs))
+      self.output_conv.build((None, h, w, self.width))
+    else:  # pointwise
+      self.output_conv.build((None, h, w, inputs))
+    self.built = True
+
   @property
   def min_context(self) -> int:
     """The first frame index that uses the conditional prior: 1 with pad_context, else K."""

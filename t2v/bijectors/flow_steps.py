@@ -16,6 +16,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
+# `could_possibly_record` has no public name; reversible.py uses the same module (`stop_recording`)
+from tensorflow.python.eager import record  # pylint: disable=g-direct-tensorflow-import
 
 from t2v.bijectors.actnorm import ActNorm, ActNormParams
 from t2v.bijectors.base import FlowBijector, StepSlices
@@ -126,11 +128,13 @@ class FlowSteps(FlowBijector):
 
   def _loop(self, x, cond, reverse_order: bool, apply):
     k_max = self.num_steps
-    slices = StepSlices(self._params.weights, k_max)  # read per step from TensorArrays: an O(K) gradient
+    # Under a gradient tape the steps read their parameters from TensorArrays unstacked here (an O(K) gradient,
+    # see StepSlices); without one (sampling, scoring) a gather per step reads them without that copy.
+    slices = StepSlices(self._params.weights, k_max) if record.could_possibly_record() else None
 
     def body(k, x, ldj):
       index = k_max - 1 - k if reverse_order else k
-      x, step_ldj = apply(self.step(slices.at(index)), x)
+      x, step_ldj = apply(self.step(index if slices is None else slices.at(index)), x)
       return k + 1, x, ldj + step_ldj
 
     # maximum_iterations: XLA needs a static bound on the loop to differentiate it (its gradient stacks)

@@ -220,8 +220,9 @@ class LatentPrior(keras.layers.Layer):
         x = tf.nn.relu(layer(x))
       out = self.output_conv(x)
     else:  # pointwise
-      x = _last_frame(past) if proj is None else tf.concat([_last_frame(past), proj], axis=-1)
-      out = self.output_conv(x)
+      z_prev = _last_frame(past)
+      out = self.output_conv(z_prev if proj is None else tf.concat([z_prev, proj], axis=-1))
+      return self._output_params(out, z_prev)
     return self._output_params(out, _last_frame(past))
 
   def _output_params(self, out: tf.Tensor, z_prev: tf.Tensor):

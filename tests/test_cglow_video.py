@@ -68,6 +68,25 @@ def _centred(batch):
 
 # ---- §III-A: the conditional flow ---------------------------------------------------------------------
 
+@pytest.mark.parametrize("condition,overrides", [
+    ("caption", {"caption_encoder": "transformer"}), ("caption", {"caption_encoder": "bag_of_words"}),
+    ("label", {}), ("none", {"tail_state": False})])
+def test_the_constructor_creates_every_variable_that_running_the_model_uses(condition, overrides):
+  """Every part builds its weights from shapes (no eager pass): training, scoring and sampling find them all, with
+  the shapes they need, and create none."""
+  model = _model(condition, **overrides)
+  before = {id(v): tuple(v.shape) for v in model.weights}
+  batch = {**_clips(2, seed=5), "seed": tf.constant([1, 1])}
+  with tf.GradientTape() as tape:
+    loss = tf.reduce_mean(model.compute_loss(batch, training=True)[0])
+  grads = tape.gradient(loss, model.trainable_weights)
+  for given in (0, 1):  # the head draws frame 0; the tail continues a given frame
+    model.sample({key: value[:, :given] if key == "video" else value for key, value in batch.items()
+                  if key != "seed"}, 2, 0.5)
+  assert {id(v): tuple(v.shape) for v in model.weights} == before
+  assert len(grads) == len(model.trainable_weights) and sum(g is None for g in grads) == 0
+
+
 def test_conditional_flows_invert_exactly_for_a_fixed_condition_and_depend_on_it():
   model = _model("label")
   batch = _clips(4, seed=0)

@@ -58,6 +58,14 @@ class FeaturePyramid(keras.layers.Layer):
         keras.layers.Conv2D(channels, 3, strides=2, padding="same", name=f"level_{level}")
         for level in range(num_levels)])
 
+  def create_variables(self, map_channels: int) -> None:
+    """Creates every weight from the channels of the condition map, without running the pyramid."""
+    channels = map_channels
+    for conv in self.convs:
+      conv.build((None, None, None, channels))
+      channels = self.channels
+    self.built = True
+
   def call(self, condition_map: tf.Tensor) -> list[tf.Tensor]:
     features, h = [], condition_map
     for conv in self.convs:
@@ -119,6 +127,17 @@ class _TransformerBlock(keras.layers.Layer):
     self.norm_2 = keras.layers.LayerNormalization(name="norm_2")
     self.mlp_in = keras.layers.Dense(self._MLP_RATIO * width, activation="gelu", name="mlp_in")
     self.mlp_out = keras.layers.Dense(width, name="mlp_out")
+
+  def create_variables(self, num_tokens: int) -> None:
+    """Creates every weight for sequences [B, num_tokens, width], without running the block (in the order a
+    first call creates them)."""
+    tokens = (None, num_tokens, self.width)
+    self.norm_1.build(tokens)
+    self.attention.build(tokens, tokens)
+    self.norm_2.build(tokens)
+    self.mlp_in.build(tokens)
+    self.mlp_out.build((None, num_tokens, self._MLP_RATIO * self.width))
+    self.built = True
 
   def call(self, x: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
     """x [B, T, width], valid bool [B, T] (False: padding, never attended to)."""
@@ -202,6 +221,17 @@ class CaptionEncoder(keras.layers.Layer):
     self.to_map = keras.layers.Dense(channels, name="to_map")
     self.map_position = self.add_weight(shape=(*self.map_shape, channels),
                                         initializer=keras.initializers.RandomNormal(stddev=1.0), name="map_position")
+
+  def create_variables(self) -> None:
+    """Creates every weight from the config, without running the encoder (in the order a first call creates
+    them, so a seeded model starts from the same values either way)."""
+    self.token_embedding.build((None, self.max_words))
+    for block in self.blocks:
+      block.create_variables(self.max_words)
+    if self.kind == "transformer":
+      self.final_norm.build((None, self.max_words, self.width))
+    self.to_map.build((None, self.width))
+    self.built = True
 
   # ---- words to ids --------------------------------------------------------------------------------
 
@@ -292,6 +322,12 @@ class ContextProcessor(keras.layers.Layer):
     self.conv_in = keras.layers.Conv2D(hidden_channels, 3, padding="same", kernel_initializer=init, name="conv_in")
     self.conv_out = keras.layers.Conv2D(state_channels, 3, padding="same", kernel_initializer=init,
                                         name="conv_out")
+
+  def create_variables(self) -> None:
+    """Creates the convolutions' weights from the config, without running the update."""
+    self.conv_in.build((None, None, None, self.state_channels + self.frame_channels))
+    self.conv_out.build((None, None, None, self.hidden_channels))
+    self.built = True
 
   def initial_state(self, batch_size: int | tf.Tensor, map_shape: tuple[int, int]) -> tf.Tensor:
     """s_0: zeros [B, H, W, state_channels]."""

@@ -211,16 +211,21 @@ def test_mirrored_over_two_cpus_matches_one_device(data_dir, tmp_path):
           _kwargs(data_dir, tmp_path / "odd", strategy="mirrored", hparams_overrides="batch_size=3"),
           # 16 eval videos in batches of 6: the last batch (4 videos) is padded to 6, 3 per replica.
           _kwargs(data_dir, tmp_path / "partial", strategy="mirrored", train_steps=0, eval_steps=0,
-                  hparams_overrides="batch_size=6")]
+                  hparams_overrides="batch_size=6"),
+          # the 5th step's loss is NaN on the second replica only: both replicas skip it
+          _kwargs(data_dir, tmp_path / "nan_on_one", strategy="mirrored", train_steps=5,
+                  hparams_overrides=_DISTRIBUTED_HPARAMS + ",nan_loss_steps=4,nan_replica=1")]
   process = _launch(runs, tmp_path / "result.json", T2V_TEST_LOGICAL_CPUS="2")
   whole = _run(data_dir, tmp_path / "whole", train_steps=0, eval_steps=0, hparams_overrides="batch_size=16")
   _finish(process)
-  one, two, odd, partial = json.loads((tmp_path / "result.json").read_text())
+  one, two, odd, partial, nan_on_one = json.loads((tmp_path / "result.json").read_text())
   assert partial["eval"]["bpp"] == pytest.approx(whole["eval"]["bpp"], rel=1e-6)
   assert two["train"]["loss"] == pytest.approx(one["train"]["loss"], rel=1e-5)
   assert two["eval"]["loss"] == pytest.approx(one["eval"]["loss"], rel=1e-5)
   _assert_same_state(tmp_path / "one", tmp_path / "two", rtol=1e-4, atol=1e-6)
   assert "batch_size=3 is not divisible by the 2 replicas" in odd["error"]
+  assert (nan_on_one["skipped_steps"], nan_on_one["optimizer_iterations"]) == (1, 4)
+  _assert_same_state(tmp_path / "two", tmp_path / "nan_on_one")
 
 
 def _free_ports(count: int) -> list[int]:

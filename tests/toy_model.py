@@ -56,6 +56,7 @@ class ToyHParams(hparams_lib.HParams):
   kernel_scale: float = 0.01  # stddev of the initial convolution kernel
   # Indices of compute_loss(training=True) calls in this process whose loss is NaN ("3,4"), to test skipping.
   nan_loss_steps: str = ""
+  nan_replica: str = hparams_lib.choice("all", "all", "0", "1")  # whose loss is NaN at those calls
   use_bias: bool = True
   # What the convolution sees: the previous frame, or always a zero frame (frames modelled independently).
   condition_on: str = hparams_lib.choice("previous", "previous", "nothing")
@@ -146,6 +147,9 @@ class ToyModel(VideoModel):
     if training and self._nan_steps:
       call = self._calls.count.assign_add(1) - 1
       poisoned = tf.reduce_any(tf.equal(call, tf.constant(self._nan_steps, tf.int64)))
+      if self.hparams.nan_replica != "all":
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        poisoned &= tf.equal(replica, int(self.hparams.nan_replica))
       bpp = tf.where(poisoned, tf.fill(tf.shape(bpp), float("nan")), bpp)
     return bpp, {"bpp": bpp}
 

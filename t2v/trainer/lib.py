@@ -499,18 +499,17 @@ class _Trainer:
                                   for v in variables if all(v is not u for _, u in pairs)))
       updated[:] = [v for _, v in pairs]
       grads = [tf.convert_to_tensor(g) for g, _ in pairs]
-      local_finite = tf.math.is_finite(loss) & tf.math.is_finite(tf.linalg.global_norm(grads))
       reduced = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, {
           "grads": grads,
           "loss": tf.reduce_sum(per_example_loss),
           "metrics": {name: tf.reduce_sum(value) for name, value in metrics.items()},
-          "nonfinite_replicas": 1.0 - tf.cast(local_finite, tf.float32),
           "stop": tf.identity(stop),  # a copy on this replica's device: all_reduce needs one per replica
       })
       grads = reduced["grads"]
       grad_norm = tf.linalg.global_norm(grads)
-      ok = ((reduced["nonfinite_replicas"] == 0.0) & tf.math.is_finite(reduced["loss"])
-            & tf.math.is_finite(grad_norm))
+      # A NaN or an infinity on any replica survives the sum (it makes the reduced value NaN or infinite), so the
+      # reduced loss and norm tell every replica alike whether some replica's step was non-finite.
+      ok = tf.math.is_finite(reduced["loss"]) & tf.math.is_finite(grad_norm)
       if hp.clip_grad_norm > 0:
         grads, _ = tf.clip_by_global_norm(grads, hp.clip_grad_norm, use_norm=grad_norm)
       report = {"loss": reduced["loss"] / self.global_batch, "grad_norm": grad_norm, "stop": reduced["stop"],

@@ -264,8 +264,9 @@ class CaptionedShapesDataset(tfds.core.GeneratorBasedBuilder):
   """TFDS builder of captioned stochastic shapes, generated locally (no download)."""
 
   name = "t2v_captioned_shapes"
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First release."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "First release.",
+                   "1.1.0": "The same videos, stored as zlib-compressed uint8 tensors instead of PNG frames."}
   BUILDER_CONFIGS = list(CONFIGS.values())
   DEFAULT_CONFIG_NAME = "default"
   # As in stochastic_shapes: TFDS 4.9's code_path would import importlib_resources, not installed on Python >= 3.9.

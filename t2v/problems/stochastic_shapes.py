@@ -204,7 +204,10 @@ def features(config: StochasticShapesConfig) -> dict[str, tfds.features.FeatureC
   """The TFDS features of one video and its ground truth (also the base of captioned_shapes' features)."""
   size = config.frame_size
   return {
-      "video": tfds.features.Video(shape=(config.num_frames, size, size, 3)),
+      # uint8 frames as one zlib-compressed tensor, not tfds.features.Video's PNG per frame: the same pixels,
+      # a third of the bytes and ~3x faster to encode (at 64x64, 5 frames: 455 against 1303 bytes per video)
+      "video": tfds.features.Tensor(shape=(config.num_frames, size, size, 3), dtype=np.uint8,
+                                    encoding=tfds.features.Encoding.ZLIB),
       "shape": tfds.features.ClassLabel(names=list(SHAPES)),
       "color": tfds.features.ClassLabel(names=list(COLORS)),
       "color_rgb": tfds.features.Tensor(shape=(3,), dtype=np.uint8),
@@ -219,8 +222,9 @@ class StochasticShapesDataset(tfds.core.GeneratorBasedBuilder):
   """TFDS builder of the Stochastic Movement dataset, generated locally (no download)."""
 
   name = "t2v_stochastic_shapes"
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First release."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "First release.",
+                   "1.1.0": "The same videos, stored as zlib-compressed uint8 tensors instead of PNG frames."}
   BUILDER_CONFIGS = list(CONFIGS.values())
   DEFAULT_CONFIG_NAME = "default"
   # TFDS 4.9's code_path property imports `importlib_resources`, which TFDS does not install on Python >= 3.9;

@@ -9,6 +9,7 @@ back to a basic slice where the size is only known when the graph runs.
 
     a, b = split_at(x, 6)                 # x[..., :6], x[..., 6:]
     y = take(z, 1, 3, axis=1)             # z[:, 1:3]
+    w = windows(z, 3, axis=1)             # tf.signal.frame(z, 3, 1, axis=1): [B, T - 2, 3, ...]
 """
 
 from __future__ import annotations
@@ -41,3 +42,21 @@ def take(x: tf.Tensor, start: int, stop: int | None = None, axis: int = 0) -> tf
     return x
   sizes = [start, stop - start, size - stop]
   return tf.split(x, sizes, axis=axis)[1]
+
+
+def windows(x: tf.Tensor, size: int, axis: int = 0) -> tf.Tensor:
+  """Every run of `size` consecutive entries along `axis`, stacked on a new axis after it: x [..., n, ...] ->
+  [..., n - size + 1, size, ...], window j holding entries j .. j + size - 1 (`tf.signal.frame(x, size, 1, axis)`).
+
+  Built from `size` static slices (`take`): for a training step's prior windows that is ~20-40 graph ops with the
+  gradient against tf.signal.frame's ~140, which handles dynamic sizes and strides this does not need.
+  """
+  rank = x.shape.rank
+  axis %= rank
+  n = x.shape[axis]
+  if n is None or not 1 <= size <= n:
+    raise ValueError(f"windows of {size} need a static size >= {size} along axis {axis}, got shape {x.shape}")
+  if size == 1:
+    return tf.expand_dims(x, axis + 1)
+  count = n - size + 1
+  return tf.stack([take(x, i, i + count, axis=axis) for i in range(size)], axis=axis + 1)

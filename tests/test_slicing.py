@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from t2v.slicing import split_at, take
+from t2v.slicing import split_at, take, windows
 
 
 def _value_and_grad(fn, x):
@@ -48,3 +48,17 @@ def test_split_at_matches_slicing_and_refuses_bad_indices():
   np.testing.assert_array_equal(a, x[:, :1])
   with pytest.raises(ValueError, match="split index 5 is outside"):
     split_at(x, 5)
+
+
+@pytest.mark.parametrize("size, axis", [(1, 1), (2, 1), (4, 1), (3, -1), (5, 0)])
+def test_windows_equal_tf_signal_frame_in_value_and_gradient(size, axis):
+  x = tf.random.stateless_normal([5, 4, 2, 8], seed=[4, 5])
+  want_y, want_g = _value_and_grad(lambda v: tf.signal.frame(v, size, 1, axis=axis), x)
+  got_y, got_g = _value_and_grad(lambda v: windows(v, size, axis=axis), x)
+  np.testing.assert_array_equal(got_y, want_y)
+  np.testing.assert_allclose(got_g, want_g, rtol=1e-6)
+
+
+def test_windows_refuse_a_window_longer_than_the_axis():
+  with pytest.raises(ValueError, match="windows of 5 need a static size >= 5 along axis 1"):
+    windows(tf.zeros([2, 4, 3]), 5, axis=1)

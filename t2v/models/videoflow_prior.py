@@ -40,7 +40,7 @@ import tensorflow_probability as tfp
 from t2v.layers.conv_lstm import ConvLSTMCell
 from t2v.layers.residual3d import CausalConv3D, ResidualBlock3D
 from t2v.layers.tracking import track_layers
-from t2v.slicing import take
+from t2v.slicing import take, windows
 
 tfd = tfp.distributions
 
@@ -331,9 +331,9 @@ class LatentPrior(keras.layers.Layer):
         pad = max(k - cond_start, 0)
         past = take(z, cond_start - k + pad, num_frames - 1, axis=1)  # [B, T-1-cond_start+k-pad, h, w, c]
         past = tf.pad(past, [[0, 0], [pad, 0], [0, 0], [0, 0], [0, 0]])  # [B, n+K-1, h, w, c]
-        windows = tf.signal.frame(past, k, 1, axis=1)  # [B, n, K, h, w, c]
+        past_windows = windows(past, k, axis=1)  # [B, n, K, h, w, c]
         ht = None if h is None else _fold(take(h, cond_start, None, axis=1))  # [B*n, h, w, cond]
-        mu, log_sigma = self.conditional_params(_fold(windows), ht)
+        mu, log_sigma = self.conditional_params(_fold(past_windows), ht)
       parts.append(self._log_prob_frames(take(z, cond_start, None, axis=1), mu, log_sigma))
     return tf.concat(parts, axis=1)
 

@@ -422,11 +422,11 @@ def test_fused_adam_update_equals_keras_update_step(optimizer_class):
     for step in range(4):
       grads = [tf.constant(np.random.default_rng(step).normal(size=v.shape), tf.float32) for v in variables]
       rate = tf.constant(1e-2 * (step + 1))
-      powers = optimizer_lib.adam_powers(optimizer)
+      constants = optimizer_lib.adam_step_constants(optimizer)
       for variable, grad in zip(variables, grads):
         if fused:
-          optimizer_lib.fused_adam_update(optimizer, optimizer_lib.tf_variable(variable), grad, rate,
-                                          *optimizer_lib.adam_slots(optimizer, variable), powers)
+          optimizer_lib.fused_adam_update(optimizer_lib.tf_variable(variable), grad, rate,
+                                          *optimizer_lib.adam_slots(optimizer, variable), constants)
         else:
           optimizer.update_step(grad, variable, rate)
       optimizer.iterations.assign_add(1)

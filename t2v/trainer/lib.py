@@ -520,11 +520,11 @@ class _Trainer:
     # graph to trace and optimise, the same update; other optimizers use their own update_step.
     fused = optimizer_lib.supports_fused_adam(optimizer)
 
-    def update(variable, gradient, rate, *slots, powers=None):
+    def update(variable, gradient, rate, *slots, constants=None):
       if hp.weight_decay > 0:  # decoupled weight decay, applied before the Adam step as Keras' AdamW does
         variable.assign_sub(variable * tf.cast(hp.weight_decay * rate, variable.dtype))
       if fused:
-        optimizer_lib.fused_adam_update(optimizer, variable, gradient, rate, *slots, powers)
+        optimizer_lib.fused_adam_update(variable, gradient, rate, *slots, constants)
       else:
         optimizer.update_step(gradient, variable, rate)
 
@@ -538,12 +538,12 @@ class _Trainer:
       rate = self.learning_rate()
 
       def apply():
-        powers = optimizer_lib.adam_powers(optimizer) if fused else None
+        constants = optimizer_lib.adam_step_constants(optimizer) if fused else None
         for variable, gradient in zip(updated, grads):
           # the slots go in args, so that tf.distribute hands `update` this device's copy of each
           slots = optimizer_lib.adam_slots(optimizer, variable) if fused else ()
           strategy.extended.update(optimizer_lib.tf_variable(variable), update, args=(gradient, rate, *slots),
-                                   kwargs={"powers": powers}, group=False)
+                                   kwargs={"constants": constants}, group=False)
         optimizer.iterations.assign_add(1)
         return tf.constant(True)
 

@@ -4,8 +4,9 @@ Keras 3's `Adam.update_step` spells the update out in ~35 small ops per variable
 correction, three assignments), recomputed for every variable: for VideoFlow's ~110 variables that is ~40 % of the
 training step's graph, so ~40 % of what tf.function traces and grappler optimises before the first step, and ~110 x
 5 passes over the weights at every step. `tf.raw_ops.ResourceApplyAdam` does the same update in one kernel per
-variable, with the bias-correction powers computed once per step. The slots stay Keras Adam's (`_momentums`,
-`_velocities`), so checkpoints are unchanged: a run saved with either update resumes with the other.
+variable, with the bias-correction powers and the hyperparameters built once per step. The slots stay Keras
+Adam's (`_momentums`, `_velocities`), so checkpoints are unchanged: a run saved with either update resumes with
+the other.
 
 The maths, identical to Keras' (`tests/test_trainer.py` compares both, step by step): with t = iterations + 1,
   m <- m + (g - m)(1 - beta_1),  v <- v + (g^2 - v)(1 - beta_2),
@@ -13,6 +14,8 @@ The maths, identical to Keras' (`tests/test_trainer.py` compares both, step by s
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import keras
 import tensorflow as tf
@@ -39,28 +42,39 @@ def adam_slots(optimizer: keras.optimizers.Optimizer, variable) -> tuple[tf.Vari
           tf_variable(optimizer._velocities[index]))  # pylint: disable=protected-access
 
 
-def adam_powers(optimizer: keras.optimizers.Optimizer) -> tuple[tf.Tensor, tf.Tensor]:
-  """(beta_1^t, beta_2^t) float32 for the coming update, t = iterations + 1: computed once per step."""
+class AdamStepConstants(NamedTuple):
+  """The scalars every variable's update shares in one step, float32 (see `adam_step_constants`)."""
+
+  beta1_power: tf.Tensor  # beta_1^t
+  beta2_power: tf.Tensor  # beta_2^t
+  beta1: tf.Tensor
+  beta2: tf.Tensor
+  epsilon: tf.Tensor
+
+
+def adam_step_constants(optimizer: keras.optimizers.Optimizer) -> AdamStepConstants:
+  """The powers beta^t for the coming update (t = iterations + 1) and Adam's hyperparameters as tensors, built
+  once per step rather than once per variable (three constants per variable were ~4 % of a VideoFlow step's
+  graph)."""
   step = tf.cast(optimizer.iterations + 1, tf.float32)
-  return (tf.pow(tf.constant(optimizer.beta_1, tf.float32), step),
-          tf.pow(tf.constant(optimizer.beta_2, tf.float32), step))
+  beta1, beta2 = tf.constant(optimizer.beta_1, tf.float32), tf.constant(optimizer.beta_2, tf.float32)
+  return AdamStepConstants(tf.pow(beta1, step), tf.pow(beta2, step), beta1, beta2,
+                           tf.constant(optimizer.epsilon, tf.float32))
 
 
-def fused_adam_update(optimizer: keras.optimizers.Optimizer, variable: tf.Variable, gradient: tf.Tensor,
-                      learning_rate: tf.Tensor, m: tf.Variable, v: tf.Variable,
-                      powers: tuple[tf.Tensor, tf.Tensor]) -> None:
+def fused_adam_update(variable: tf.Variable, gradient: tf.Tensor, learning_rate: tf.Tensor, m: tf.Variable,
+                      v: tf.Variable, constants: AdamStepConstants) -> None:
   """Keras Adam's `update_step(gradient, variable, learning_rate)` as one ResourceApplyAdam kernel.
 
   variable, m, v: the tf.Variables (under tf.distribute's `extended.update`, this device's components);
-  powers: `adam_powers(optimizer)`.
+  constants: `adam_step_constants(optimizer)` of this step.
   """
   dtype = variable.dtype
+  cast = lambda x: tf.cast(x, dtype)  # no op for float32 variables
   tf.raw_ops.ResourceApplyAdam(
-      var=variable.handle, m=m.handle, v=v.handle,
-      beta1_power=tf.cast(powers[0], dtype), beta2_power=tf.cast(powers[1], dtype),
-      lr=tf.cast(learning_rate, dtype), beta1=tf.constant(optimizer.beta_1, dtype),
-      beta2=tf.constant(optimizer.beta_2, dtype), epsilon=tf.constant(optimizer.epsilon, dtype),
-      grad=tf.cast(gradient, dtype), use_locking=False)
+      var=variable.handle, m=m.handle, v=v.handle, beta1_power=cast(constants.beta1_power),
+      beta2_power=cast(constants.beta2_power), lr=cast(learning_rate), beta1=cast(constants.beta1),
+      beta2=cast(constants.beta2), epsilon=cast(constants.epsilon), grad=cast(gradient), use_locking=False)
 
 
 def apply_adam(optimizer: keras.optimizers.Optimizer, grads_and_vars, learning_rate) -> None:
@@ -71,9 +85,9 @@ def apply_adam(optimizer: keras.optimizers.Optimizer, grads_and_vars, learning_r
   if not supports_fused_adam(optimizer):
     raise ValueError(f"apply_adam needs a built keras Adam or AdamW without amsgrad, got {optimizer!r}: call "
                      "optimizer.build(variables) first, or use optimizer.apply_gradients")
-  powers = adam_powers(optimizer)
+  constants = adam_step_constants(optimizer)
   rate = tf.convert_to_tensor(learning_rate, tf.float32)
   for gradient, variable in grads_and_vars:
     if gradient is not None:
-      fused_adam_update(optimizer, tf_variable(variable), gradient, rate, *adam_slots(optimizer, variable), powers)
+      fused_adam_update(tf_variable(variable), gradient, rate, *adam_slots(optimizer, variable), constants)
   optimizer.iterations.assign_add(1)

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from t2v.models.likelihood import dequantize
+from t2v.models.videoflow_prior import gaussian
 from t2v.problems.stochastic_shapes import BACKGROUND
 from t2v.trainer.restore import restore_run
 
@@ -54,8 +55,7 @@ def main():
     state = prior.context_state(z[:, :-1], None if h is None else h[:, :-1])
     mu, log_sigma, _ = prior.params(state, None if h is None else h[:, -1], args.frame)
     target = z[:, -1]
-    nll = (0.5 * tf.square((target - mu) * tf.exp(-log_sigma)) + log_sigma
-           + 0.5 * math.log(2 * math.pi)).numpy()  # [B, h, w, c] nats
+    nll = -gaussian(mu, log_sigma).distribution.log_prob(target).numpy()  # per dimension: [B, h, w, c] nats
     cells = nll.shape[1]
     block = height // cells
     objects = foreground.reshape(num_examples, cells, block, cells, block).any(axis=(2, 4))  # [B, h, w]

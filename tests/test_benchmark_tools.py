@@ -35,7 +35,7 @@ def test_shapes_bits_parts_add_up_to_the_models_bits_per_pixel(tiny_videoflow_ru
                                        f"--frame={frame}"])
   prior_nll = sum(level["prior_nll_bits"]["object_cells"] + level["prior_nll_bits"]["background_cells"]
                   for level in result["levels"])
-  # bpp = 8 - log|det| - log p(z) per dimension, with the prior's density computed by hand cell by cell
+  # bpp = 8 - log|det| - log p(z) per dimension, the prior's density summed cell by cell over object and background
   assert result["bpp"] == pytest.approx(8.0 - result["log_det_bits"] + prior_nll, abs=1e-4)
   assert [level["latent_shape"][0] for level in result["levels"]] == [16, 8]  # videoflow_tiny: 2 levels at 32x32
   for level in result["levels"]:

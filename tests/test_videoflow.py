@@ -186,6 +186,43 @@ def test_causal_conv3d_equals_a_3d_convolution_of_the_zero_padded_video(num_fram
   np.testing.assert_allclose(dynamic(x), expected, rtol=1e-5, atol=1e-5)
 
 
+def _dilated_taps_reference(x, kernel, bias, dilation):
+  """A time-causal, spatially 'same' dilated 3-D convolution written out tap by tap (pad, shift, matmul)."""
+  kt, kh, kw = kernel.shape[:3]
+  h, w = x.shape[2:4]
+  ph, pw = dilation * (kh // 2), dilation * (kw // 2)
+  padded = tf.pad(x, [[0, 0], [kt - 1, 0], [ph, ph], [pw, pw], [0, 0]])
+  out = bias
+  for a in range(kt):
+    for i in range(kh):
+      for j in range(kw):
+        window = padded[:, a:a + x.shape[1], i * dilation:i * dilation + h, j * dilation:j * dilation + w]
+        out = out + tf.einsum("nthwc,cf->nthwf", window, kernel[a, i, j])
+  return out
+
+
+@pytest.mark.parametrize("spatial", [(1, 1), (2, 2), (3, 5), (8, 8)])
+@pytest.mark.parametrize("dilation", [2, 4])
+def test_dilated_causal_conv3d_matches_its_taps_and_trains_on_any_cpu(spatial, dilation):
+  """Value and input/kernel gradients against the tap-by-tap reference, at latent sizes below, at and above the
+  dilation (where the layer cuts the kernel to its centre). TF's default CPU kernels have no gradient for a raw
+  dilated Conv2D (only oneDNN's do, which TF enables on Intel CPUs only): this runs on every CPU."""
+  from t2v.layers.residual3d import CausalConv3D
+  layer = CausalConv3D(4, (2, 3, 3), dilation=dilation)
+  x = tf.random.stateless_normal([2, 3, *spatial, 3], seed=[dilation, spatial[1]])
+  layer(x)
+  _randomise(layer, stddev=0.3)
+  with tf.GradientTape(persistent=True) as tape:
+    tape.watch(x)
+    out = layer(x)
+    expected = _dilated_taps_reference(x, layer.kernel, layer.bias, dilation)
+    weights = tf.random.stateless_normal(out.shape, seed=[1, 2])
+    loss, expected_loss = tf.reduce_sum(out * weights), tf.reduce_sum(expected * weights)
+  np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+  for got, want in zip(tape.gradient(loss, [x, layer.kernel]), tape.gradient(expected_loss, [x, layer.kernel])):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("prior", ["conv3d_net", "conv_lstm"])
 def test_sampling_shapes_temperature_and_seeds(prior):
   model = _model(prior=prior)

@@ -3,7 +3,7 @@
 Video tensors here are [N, T, H, W, C]. A time-causal convolution with a time kernel of size kt computes
   out[t] = sum_{i < kt} conv2d(x[t - (kt - 1 - i)], W_i)
 (zero frames before t = 0), so out[t] never sees x[t' > t]. It is written as kt 2-D convolutions over frames
-folded into the batch: cheap to trace, and dilation in space is then a plain `tf.nn.conv2d` dilation.
+folded into the batch: cheap to trace, and dilation in space is then a 2-D dilated convolution.
 """
 
 from __future__ import annotations
@@ -60,8 +60,31 @@ class CausalConv3D(keras.layers.Layer):
         padded = tf.pad(x, [[0, 0], [kt - 1, 0], [0, 0], [0, 0], [0, 0]])  # [N, T + kt - 1, H, W, C]
         frames = padded[:, i:i + t]  # [N, T, H, W, C]: x[t - delay]
       folded = tf.reshape(frames, tf.concat([[n * t], shape[2:]], 0))  # [N*T, H, W, C]
-      out = out + tf.nn.conv2d(folded, kernels[i], 1, "SAME", dilations=self.dilation)
+      out = out + self._spatial_conv(folded, kernels[i], x.shape[2:4])
     return tf.reshape(out, tf.concat([shape[:4], [self.filters]], 0))  # [N, T, H, W, filters]
+
+  def _spatial_conv(self, x: tf.Tensor, kernel: tf.Tensor, spatial: tuple[int | None, int | None]) -> tf.Tensor:
+    """'SAME' 2-D convolution of x [N, H, W, C] with kernel [kh, kw, C, filters] at this layer's dilation.
+
+    A dilated convolution goes through `tf.nn.convolution`, which computes it on space-to-batch blocks: the
+    gradient of the raw Conv2D op with dilations > 1 exists only in oneDNN, GPU and TPU kernels (TF's default
+    CPU kernels, e.g. on AMD CPUs without oneDNN, reject it). Along an axis no longer than the dilation, every
+    off-centre tap reads only the zero padding, so the kernel is cut to its centre there (an exact shortcut that
+    VideoFlow's small top latents, 1x1 to 4x4, take at dilations 2 and 4).
+    """
+    if self.dilation == 1:
+      return tf.nn.conv2d(x, kernel, 1, "SAME")
+    kh, kw = self.kernel_size[1:]
+    rates = []
+    for axis, (size, k) in enumerate(zip(spatial, (kh, kw))):
+      if size is not None and self.dilation >= size and k % 2 == 1:
+        kernel = take(kernel, k // 2, k // 2 + 1, axis=axis)  # [.., 1, ..]: the centre tap along this axis
+        rates.append(1)
+      else:
+        rates.append(self.dilation)
+    if rates == [1, 1]:
+      return tf.nn.conv2d(x, kernel, 1, "SAME")
+    return tf.nn.convolution(x, kernel, padding="SAME", dilations=rates)
 
   def get_config(self):
     return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,

@@ -17,6 +17,8 @@ import argparse
 import json
 
 import numpy as np
+
+import t2v  # noqa: F401  (before TensorFlow: t2v's CPU-kernel default, see t2v/__init__.py)
 import tensorflow as tf
 
 from t2v.metrics import shapes_judge

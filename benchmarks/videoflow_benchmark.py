@@ -24,6 +24,8 @@ import os
 import resource
 import time
 
+import t2v  # noqa: F401  (before TensorFlow: t2v's CPU-kernel default, see t2v/__init__.py)
+
 
 def measure_conv_peak(seconds: float = 4.0, window: float = 0.5) -> float:
   """FLOP/s of a large 3x3 convolution, the best the machine does on this model's dominant op.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+import t2v  # noqa: F401  (before any test file imports TensorFlow: t2v's CPU-kernel default, see t2v/__init__.py)
+
 
 @pytest.fixture(scope="session")
 def tiny_videoflow_run(tmp_path_factory) -> tuple[str, str]:

@@ -205,3 +205,15 @@ def test_cli_registry_help_lists_every_name():
   for name in (*registry.PROBLEMS, *registry.MODELS, *registry.HPARAMS_SETS):
     if name not in toy_model.MODELS and name not in toy_model.HPARAMS_SETS:
       assert f"  {name} " in process.stdout, name
+
+
+@pytest.mark.parametrize("preset, expected", [(None, "1"), ("0", "0")])
+def test_importing_t2v_sets_the_onednn_default_and_keeps_the_users_choice(preset, expected):
+  """t2v turns on TensorFlow's oneDNN CPU kernels unless TF_ENABLE_ONEDNN_OPTS is set (t2v/__init__.py)."""
+  env = {k: v for k, v in _env().items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+  if preset is not None:
+    env["TF_ENABLE_ONEDNN_OPTS"] = preset
+  code = "import os, t2v; print(os.environ['TF_ENABLE_ONEDNN_OPTS'])"
+  process = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+  assert process.returncode == 0, process.stderr[-3000:]
+  assert process.stdout.strip() == expected

@@ -22,6 +22,9 @@ Python error naming its words, as the model's `sample` does: here a word outside
 read as the unknown-word token (what the model does with `allow_unknown_words=True`), `sample` and `log_prob`
 return `num_unknown_words` [B], and `check_captions(caption)` lists the unknown words, so a caller can refuse
 them before generating.
+
+The functions are traced without AutoGraph, as the trainer's step is (the model's loops are tf.while_loop / tf.scan
+and its branches are on Python values or explicit tf.cond).
 """
 
 from __future__ import annotations
@@ -57,7 +60,8 @@ class _ConditionedModule(tf.Module):
           tf.lookup.KeyValueTensorInitializer(tf.constant(vocabulary, tf.string),
                                               tf.fill([len(vocabulary)], tf.constant(_KNOWN, tf.int32))),
           default_value=_UNKNOWN)
-      self.check_captions = tf.function(self._check_captions, input_signature=[_condition_spec("caption")])
+      self.check_captions = tf.function(self._check_captions, autograph=False,
+                                        input_signature=[_condition_spec("caption")])
 
   def _check_captions(self, caption: tf.Tensor) -> dict[str, tf.Tensor]:
     """caption string [B] -> num_words, num_unknown_words, num_ignored_words int32 [B]; unknown_words string
@@ -121,7 +125,7 @@ class Evaluator(_ConditionedModule):
       def log_prob(video):
         return self._log_prob(video, None)
     signature = [video] + ([] if self.condition == "none" else [_condition_spec(self.condition)])
-    self.log_prob = tf.function(log_prob, input_signature=signature)
+    self.log_prob = tf.function(log_prob, autograph=False, input_signature=signature)
 
   def _log_prob(self, video: tf.Tensor, condition: tf.Tensor | None) -> dict[str, tf.Tensor]:
     video = self._checked_video(video, min_frames=1)
@@ -170,7 +174,8 @@ class Generator(_ConditionedModule):
       def sample(video, num_frames, temperature, seed):
         return self._sample(video, None, num_frames, temperature, seed)
     condition = [] if self.condition == "none" else [_condition_spec(self.condition)]
-    self.sample = tf.function(sample, input_signature=[_video_spec(model.spec), *condition, *scalars])
+    self.sample = tf.function(sample, autograph=False,
+                              input_signature=[_video_spec(model.spec), *condition, *scalars])
 
   def _sample(self, video, condition, num_frames, temperature, seed) -> dict[str, tf.Tensor]:
     """The model's `sample` for a dynamic number Tc >= 0 of given frames: frame i (0-based, after the given

@@ -1,7 +1,9 @@
 """VideoFlow as three TF Hub modules, as its authors shipped it: evaluator, generator and encoder.
 
 Each is a tf.Module holding the model and exposing tf.functions with fixed signatures (dynamic batch; the frame
-counts and frame shape of the training problem), so `hub.load(path)` serves it with no t2v import.
+counts and frame shape of the training problem), so `hub.load(path)` serves it with no t2v import. They are traced
+without AutoGraph, as the trainer's step is: the model writes its loops as tf.while_loop and branches on Python values
+only, so AutoGraph's source conversion would only cost export time.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ class Evaluator(tf.Module):
     super().__init__(name="evaluator")
     self.model = model
     spec = model.spec
-    self.log_prob = tf.function(self._log_prob, input_signature=[
+    self.log_prob = tf.function(self._log_prob, autograph=False, input_signature=[
         _video_spec(spec, spec.num_input_frames), _video_spec(spec, spec.num_target_frames)])
 
   def _log_prob(self, inputs, targets):
@@ -36,7 +38,7 @@ class Generator(tf.Module):
     super().__init__(name="generator")
     self.model = model
     spec = model.spec
-    self.sample = tf.function(self._sample, input_signature=[
+    self.sample = tf.function(self._sample, autograph=False, input_signature=[
         _video_spec(spec, spec.num_input_frames), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.float32),
         tf.TensorSpec([2], tf.int32)])
 
@@ -53,10 +55,11 @@ class Encoder(tf.Module):
     super().__init__(name="encoder")
     self.model = model
     spec = model.spec
-    self.encode = tf.function(self._encode, input_signature=[tf.TensorSpec([None, *spec.frame_shape], tf.uint8)])
+    self.encode = tf.function(self._encode, autograph=False,
+                              input_signature=[tf.TensorSpec([None, *spec.frame_shape], tf.uint8)])
     latent_specs = {f"level_{level}": tf.TensorSpec([None, *shape], tf.float32)
                     for level, shape in enumerate(model.glow.latent_shapes)}
-    self.decode = tf.function(self._decode, input_signature=[latent_specs])
+    self.decode = tf.function(self._decode, autograph=False, input_signature=[latent_specs])
 
   def _encode(self, frames):
     return {f"level_{level}": z for level, z in enumerate(self.model.encode_frames(frames))}

@@ -100,7 +100,7 @@ def test_flow_steps_gradients_equal_plain_backprop(coupling, cond_channels, dire
     return loss, tape.gradient(loss, sources + params.trainable_weights)
 
   if mode == "tf_function":
-    loss_and_grads = tf.function(loss_and_grads)
+    loss_and_grads = tf.function(loss_and_grads, autograph=False)
   plain_loss, plain = loss_and_grads(False)
   reversible_loss, reversible = loss_and_grads(True)
   np.testing.assert_allclose(reversible_loss, plain_loss, rtol=1e-6)
@@ -115,7 +115,7 @@ def test_flow_steps_gradients_under_xla(coupling):
   cond = tf.random.stateless_normal([2, 4, 4, 2], seed=[4, 3])
 
   def grads(reversible):
-    @tf.function(jit_compile=True)
+    @tf.function(jit_compile=True, autograph=False)
     def run(x, cond):
       with tf.GradientTape() as tape:
         tape.watch([x, cond])
@@ -170,7 +170,7 @@ def _traced_train_grads(params, reversible: bool, direction: str = "forward"):
   x = tf.random.stateless_normal([2, 4, 4, 6], seed=[1, 2])
   cond = tf.random.stateless_normal([2, 4, 4, 2], seed=[1, 3])
 
-  @tf.function
+  @tf.function(autograph=False)
   def train_grads(x, cond):
     with tf.GradientTape() as tape:
       tape.watch(x)
@@ -268,7 +268,7 @@ def test_glow_gradients_after_data_dependent_init_equal_plain_backprop(coupling,
 
   names = ["x"] + [f"cond_{i}" for i in range(len(conds or []))] + [v.path for v in glows[0].trainable_weights]
   _assert_same_gradients(grads(glows[0]), grads(glows[1]), names)
-  reversible_decode = tf.function(glows[1].decode)
+  reversible_decode = tf.function(glows[1].decode, autograph=False)
   zs, _, _ = glows[1].encode(x, conds)
   np.testing.assert_array_less(np.abs(reversible_decode(zs, conds) - x).max(), 1e-4)
 
@@ -292,7 +292,7 @@ def test_videoflow_loss_gradients_equal_plain_backprop(overrides):
   models, batch = _videoflow_pair(**overrides)
   assert models[1].glow.reversible_gradients and not models[0].glow.reversible_gradients
 
-  @tf.function
+  @tf.function(autograph=False)
   def grads(model):
     with tf.GradientTape() as tape:
       loss = tf.reduce_mean(model.compute_loss(batch, training=True)[0])
@@ -340,7 +340,7 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
         return {"video": video[2 * i:2 * i + 2], "seed": tf.constant([5, 0]) + i}
 
       batch = strategy.experimental_distribute_values_from_function(shard)
-      out = tf.function(lambda batch: strategy.run(replica_step, args=(batch,)))(batch)
+      out = tf.function(lambda batch: strategy.run(replica_step, args=(batch,)), autograph=False)(batch)
       results[str(reversible)] = [t.numpy().tolist() for t in strategy.experimental_local_results(out)[0]]
     json.dump({"replicas": strategy.num_replicas_in_sync, **results}, open(sys.argv[1], "w"))
 """)

@@ -342,6 +342,8 @@ def test_a_short_training_run_lowers_held_out_bpp_and_trains_the_label_embedding
   assert (moved > 1e-4).all(), moved
 
 
+@pytest.mark.slow  # 37-46 s on 2 cores; the default run keeps the trainer's cglow runs of the decoder's fixture
+# (tests/conftest.py) and test_a_short_training_run_lowers_held_out_bpp_and_trains_the_label_embeddings
 def test_trainer_trains_cglow_video_on_captioned_shapes(tmp_path):
   """The real trainer (warm-up, clipping, non-finite skipping, samples) on captioned shapes; the held-out bpp of
   the step-30 checkpoint is below the step-0 one's, for the first frame and for the tail."""

@@ -47,6 +47,7 @@ def test_videoflow_trains_evaluates_and_samples(data_dir, tmp_path):
   # The run restores on its own, without an optimizer (as the decoder and the hub exporter do).
   problem, model, restored = restore_run(str(tmp_path), data_dir)
   assert restored["checkpoint"] == result["checkpoint"] and problem.spec() == model.spec
+  assert model.is_initialized  # so a resumed run does not redo the data-dependent init
   saved = _weights(tmp_path)
   bias = model.glow.step_params[0].actnorm.bias.numpy()
   assert any(np.array_equal(bias, value) for value in saved.values()) and np.abs(bias).max() > 0
@@ -64,6 +65,9 @@ def test_restore_run_refuses_a_dir_without_a_run_or_checkpoint(tmp_path):
     restore_run(str(tmp_path))
 
 
+@pytest.mark.slow  # 60-66 s on 2 cores (three trainer runs); the default run keeps the trainer's exact-resume test
+# (toy model, tests/test_trainer.py), and test_videoflow_trains_evaluates_and_samples restores a VideoFlow run with
+# its data-dependent-init flag set
 def test_videoflow_resume_is_exact(data_dir, tmp_path):
   _run(data_dir, tmp_path / "a", train_steps=4)
   _run(data_dir, tmp_path / "b", train_steps=2)

@@ -27,15 +27,15 @@ import time
 import t2v  # noqa: F401  (before TensorFlow: t2v's CPU-kernel default, see t2v/__init__.py)
 
 
-def measure_conv_peak(seconds: float = 4.0, window: float = 0.5) -> float:
+def measure_conv_peak(seconds: float = 4.0, window: float = 0.5, dtype: str = "float32") -> float:
   """FLOP/s of a large 3x3 convolution, the best the machine does on this model's dominant op.
 
   The best rate over `window`-second windows: on a shared virtual machine a single long average swings by 2x
   from run to run (measured here: 88 to 219 GFLOP/s), the best window much less.
   """
   import tensorflow as tf
-  x = tf.random.normal([8, 32, 32, 256])
-  w = tf.random.normal([3, 3, 256, 256])
+  x = tf.cast(tf.random.normal([8, 32, 32, 256]), dtype)  # in the model's conv_dtype: the bound it can reach
+  w = tf.cast(tf.random.normal([3, 3, 256, 256]), dtype)
   conv = tf.function(lambda x: tf.nn.conv2d(x, w, 1, "SAME"))
   conv(x).numpy()
   flops = 2 * 8 * 32 * 32 * 9 * 256 * 256
@@ -166,7 +166,11 @@ def main():
   parser.add_argument("--skip_sampling", action="store_true", help="measure training only")
   args = parser.parse_args()
   result = run_config(args)
-  peak = measure_conv_peak()
+  from t2v import registry
+  from t2v.hparams import override
+  conv_dtype = getattr(override(registry.hparams_set(args.hparams_set), args.hparams), "conv_dtype", "float32")
+  peak = measure_conv_peak(dtype=conv_dtype)
+  result["conv_dtype"] = conv_dtype
   result["conv_peak_gflops"] = round(peak / 1e9, 2)
   result["fraction_of_conv_peak"] = round(result["achieved_gflops"] * 1e9 / peak, 3)
   import tensorflow as tf

@@ -27,6 +27,7 @@ import keras
 import tensorflow as tf
 
 from t2v.bijectors.base import FlowBijector, step_slice
+from t2v.layers.precision import check_conv_dtype, conv_in
 from t2v.slicing import split_at
 
 _SCALE_BIAS = 2.0  # sigmoid(h + 2) starts near 0.88: a gentle, stable initial scale (Glow's code)
@@ -43,10 +44,12 @@ class CouplingNet(keras.layers.Layer):
     hidden_channels: width of the two hidden convolutions.
     cond_channels: channels of the conditioning tensor (0: unconditional).
     activation: "relu" or "gated".
+    conv_dtype: dtype of the three convolutions ("float32" or "bfloat16", see t2v/layers/precision.py);
+      weights and the output h stay float32.
   """
 
   def __init__(self, num_steps: int, in_channels: int, out_channels: int, hidden_channels: int,
-               cond_channels: int = 0, activation: str = "relu", **kwargs):
+               cond_channels: int = 0, activation: str = "relu", conv_dtype: str = "float32", **kwargs):
     super().__init__(**kwargs)
     if activation not in ("relu", "gated"):
       raise ValueError(f"coupling activation={activation!r} must be 'relu' or 'gated'")
@@ -60,6 +63,7 @@ class CouplingNet(keras.layers.Layer):
     self.hidden_channels = hidden_channels
     self.cond_channels = cond_channels
     self.activation = activation
+    self.conv_dtype = check_conv_dtype(conv_dtype)
     # ---- weights: a gated unit needs twice the pre-activation channels
     k, width = num_steps, hidden_channels
     pre = 2 * width if activation == "gated" else width
@@ -96,7 +100,8 @@ class CouplingNet(keras.layers.Layer):
       raise ValueError(f"pairs_first needs an even number of output channels, got {self.out_channels}")
     w = lambda v: step_slice(v, step)
     out = lambda v: _pairs_first(w(v)) if pairs_first else w(v)
-    conv = lambda h, kernel, bias: tf.nn.bias_add(tf.nn.conv2d(h, kernel, 1, "SAME"), bias)
+    conv = lambda h, kernel, bias: tf.nn.bias_add(
+        conv_in(self.conv_dtype, tf.nn.conv2d, h, kernel, strides=1, padding="SAME"), bias)
     h = self._act(conv(x_a, w(self.w1), w(self.b1)))
     h = self._act(conv(h, w(self.w2), w(self.b2)))
     # Glow's output scale exp(3 * logs) per channel, folded into the last layer's weights (the same function:
@@ -107,7 +112,8 @@ class CouplingNet(keras.layers.Layer):
   def get_config(self):
     return {**super().get_config(), "num_steps": self.num_steps, "in_channels": self.in_channels,
             "out_channels": self.out_channels, "hidden_channels": self.hidden_channels,
-            "cond_channels": self.cond_channels, "activation": self.activation}
+            "cond_channels": self.cond_channels, "activation": self.activation,
+            "conv_dtype": self.conv_dtype}
 
 
 def _pairs_first(v: tf.Tensor) -> tf.Tensor:

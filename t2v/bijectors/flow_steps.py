@@ -34,7 +34,8 @@ class FlowStepParams(keras.layers.Layer):
   """Parameters of K steps of flow over `channels` channels (actnorm, 1x1 conv and coupling net)."""
 
   def __init__(self, num_steps: int, channels: int, hidden_channels: int, coupling: str = "affine",
-               activation: str = "relu", cond_channels: int = 0, seed: int = 0, **kwargs):
+               activation: str = "relu", cond_channels: int = 0, seed: int = 0, conv_dtype: str = "float32",
+               **kwargs):
     super().__init__(**kwargs)
     if coupling not in _COUPLINGS:
       raise ValueError(f"coupling={coupling!r} must be one of {sorted(_COUPLINGS)}")
@@ -48,16 +49,18 @@ class FlowStepParams(keras.layers.Layer):
     self.activation = activation
     self.cond_channels = cond_channels
     self.seed = seed
+    self.conv_dtype = conv_dtype
     # ---- layers
     self.actnorm = ActNormParams(num_steps, channels, name="actnorm")
     self.conv = InvertibleConvParams(num_steps, channels, seed=seed, name="invertible_conv")
     self.net = CouplingNet(num_steps, channels - channels // 2, coupling_out_channels(coupling, channels),
-                           hidden_channels, cond_channels=cond_channels, activation=activation, name="coupling_net")
+                           hidden_channels, cond_channels=cond_channels, activation=activation,
+                           conv_dtype=conv_dtype, name="coupling_net")
 
   def get_config(self):
     return {**super().get_config(), "num_steps": self.num_steps, "channels": self.channels,
             "hidden_channels": self.hidden_channels, "coupling": self.coupling, "activation": self.activation,
-            "cond_channels": self.cond_channels, "seed": self.seed}
+            "cond_channels": self.cond_channels, "seed": self.seed, "conv_dtype": self.conv_dtype}
 
 
 class FlowStep(tfb.Chain):

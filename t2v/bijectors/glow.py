@@ -54,11 +54,13 @@ class MultiScaleGlow(keras.layers.Layer):
     reversible_gradients: each level's steps get their gradients by inversion instead of stored activations
       (same values; memory independent of depth, about one more forward pass of compute; first-order
       gradients only). Off: plain backpropagation.
+    conv_dtype: dtype of the coupling networks' convolutions ("float32" or "bfloat16"; see
+      t2v/layers/precision.py). The flow's arithmetic and log-determinants stay float32.
   """
 
   def __init__(self, image_shape: tuple[int, int, int], num_levels: int, depth: int, hidden_channels: int,
                coupling: str = "affine", activation: str = "relu", cond_channels: int = 0, seed: int = 0,
-               reversible_gradients: bool = False, **kwargs):
+               reversible_gradients: bool = False, conv_dtype: str = "float32", **kwargs):
     super().__init__(**kwargs)
     height, width, channels = image_shape
     if num_levels < 1 or depth < 1:
@@ -78,6 +80,7 @@ class MultiScaleGlow(keras.layers.Layer):
     self.cond_channels = cond_channels
     self.seed = seed
     self.reversible_gradients = reversible_gradients
+    self.conv_dtype = conv_dtype
     # ---- layers: level l acts on c_l channels after its squeeze
     self.step_params = []
     self.latent_shapes = []  # z_l shapes [h, w, c]
@@ -87,7 +90,8 @@ class MultiScaleGlow(keras.layers.Layer):
       c *= 4
       size = (height // 2 ** (level + 1), width // 2 ** (level + 1))
       self.step_params.append(FlowStepParams(depth, c, hidden_channels, coupling, activation, cond_channels,
-                                             seed=seed + 1000 * level, name=f"level_{level}"))
+                                             seed=seed + 1000 * level, conv_dtype=conv_dtype,
+                                             name=f"level_{level}"))
       if level < num_levels - 1:
         self.latent_shapes.append((*size, c // 2))
         self.cond_shapes.append((*size, c - c // 2))
@@ -154,4 +158,4 @@ class MultiScaleGlow(keras.layers.Layer):
     return {**super().get_config(), "image_shape": self.image_shape, "num_levels": self.num_levels,
             "depth": self.depth, "hidden_channels": self.hidden_channels, "coupling": self.coupling,
             "activation": self.activation, "cond_channels": self.cond_channels, "seed": self.seed,
-            "reversible_gradients": self.reversible_gradients}
+            "reversible_gradients": self.reversible_gradients, "conv_dtype": self.conv_dtype}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from t2v.layers.precision import check_conv_dtype, conv_in
 from t2v.layers.tracking import track_layers
 from t2v.slicing import take
 
@@ -23,15 +24,18 @@ class CausalConv3D(keras.layers.Layer):
     kernel_size: (kt, kh, kw).
     dilation: spatial dilation rate.
     zero_init: start with zero weights (the last layer of a residual branch, so blocks start as identity).
+    conv_dtype: dtype of the 2-D convolutions ("float32" or "bfloat16", see t2v/layers/precision.py); the
+      weights, the sum over time taps and the output stay float32.
   """
 
   def __init__(self, filters: int, kernel_size: tuple[int, int, int] = (2, 3, 3), dilation: int = 1,
-               zero_init: bool = False, **kwargs):
+               zero_init: bool = False, conv_dtype: str = "float32", **kwargs):
     super().__init__(**kwargs)
     self.filters = filters
     self.kernel_size = tuple(kernel_size)
     self.dilation = dilation
     self.zero_init = zero_init
+    self.conv_dtype = check_conv_dtype(conv_dtype)
 
   def build(self, input_shape):
     kt, kh, kw = self.kernel_size
@@ -73,7 +77,7 @@ class CausalConv3D(keras.layers.Layer):
     VideoFlow's small top latents, 1x1 to 4x4, take at dilations 2 and 4).
     """
     if self.dilation == 1:
-      return tf.nn.conv2d(x, kernel, 1, "SAME")
+      return conv_in(self.conv_dtype, tf.nn.conv2d, x, kernel, strides=1, padding="SAME")
     kh, kw = self.kernel_size[1:]
     rates = []
     for axis, (size, k) in enumerate(zip(spatial, (kh, kw))):
@@ -83,21 +87,22 @@ class CausalConv3D(keras.layers.Layer):
       else:
         rates.append(self.dilation)
     if rates == [1, 1]:
-      return tf.nn.conv2d(x, kernel, 1, "SAME")
-    return tf.nn.convolution(x, kernel, padding="SAME", dilations=rates)
+      return conv_in(self.conv_dtype, tf.nn.conv2d, x, kernel, strides=1, padding="SAME")
+    return conv_in(self.conv_dtype, tf.nn.convolution, x, kernel, padding="SAME", dilations=rates)
 
   def get_config(self):
     return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
-            "dilation": self.dilation, "zero_init": self.zero_init}
+            "dilation": self.dilation, "zero_init": self.zero_init, "conv_dtype": self.conv_dtype}
 
 
 class GatedActivation(keras.layers.Layer):
   """tanh(W_a x) * sigmoid(W_b x) with 1x1x1 convolutions (WaveNet's gated activation unit)."""
 
-  def __init__(self, filters: int, **kwargs):
+  def __init__(self, filters: int, conv_dtype: str = "float32", **kwargs):
     super().__init__(**kwargs)
     self.filters = filters
-    self.gate = CausalConv3D(2 * filters, (1, 1, 1), name="gate")
+    self.conv_dtype = conv_dtype
+    self.gate = CausalConv3D(2 * filters, (1, 1, 1), conv_dtype=conv_dtype, name="gate")
 
   def build(self, input_shape):
     self.gate.build(input_shape)
@@ -107,7 +112,7 @@ class GatedActivation(keras.layers.Layer):
     return tf.tanh(a) * tf.sigmoid(b)
 
   def get_config(self):
-    return {**super().get_config(), "filters": self.filters}
+    return {**super().get_config(), "filters": self.filters, "conv_dtype": self.conv_dtype}
 
 
 class ResidualBlock3D(keras.layers.Layer):
@@ -117,19 +122,23 @@ class ResidualBlock3D(keras.layers.Layer):
     filters: channels of x and of every branch.
     dilations: spatial dilation rates of the parallel branches, (1, 2, 4) in the paper, (1,) to ablate.
     gating: the gated activation unit; False replaces it with a 1x1x1 conv and ReLU (ablation).
+    conv_dtype: dtype of every convolution of the block (see CausalConv3D); the residual stream stays float32.
   """
 
-  def __init__(self, filters: int, dilations: tuple[int, ...] = (1, 2, 4), gating: bool = True, **kwargs):
+  def __init__(self, filters: int, dilations: tuple[int, ...] = (1, 2, 4), gating: bool = True,
+               conv_dtype: str = "float32", **kwargs):
     super().__init__(**kwargs)
     self.filters = filters
     self.dilations = tuple(dilations)
     self.gating = gating
+    self.conv_dtype = conv_dtype
     self.branches = []
+    conv = lambda *args, **kw: CausalConv3D(*args, conv_dtype=conv_dtype, **kw)
     for d in self.dilations:
-      first = CausalConv3D(filters, (2, 3, 3), dilation=d, name=f"conv_in_d{d}")
-      middle = (GatedActivation(filters, name=f"gated_d{d}") if gating
-                else CausalConv3D(filters, (1, 1, 1), name=f"conv_mid_d{d}"))
-      last = CausalConv3D(filters, (2, 3, 3), dilation=d, zero_init=True, name=f"conv_out_d{d}")
+      first = conv(filters, (2, 3, 3), dilation=d, name=f"conv_in_d{d}")
+      middle = (GatedActivation(filters, conv_dtype=conv_dtype, name=f"gated_d{d}") if gating
+                else conv(filters, (1, 1, 1), name=f"conv_mid_d{d}"))
+      last = conv(filters, (2, 3, 3), dilation=d, zero_init=True, name=f"conv_out_d{d}")
       self.branches.append((first, middle, last))
       track_layers(self, f"dilation_{d}", (first, middle, last))
 
@@ -150,4 +159,5 @@ class ResidualBlock3D(keras.layers.Layer):
     return out
 
   def get_config(self):
-    return {**super().get_config(), "filters": self.filters, "dilations": self.dilations, "gating": self.gating}
+    return {**super().get_config(), "filters": self.filters, "dilations": self.dilations, "gating": self.gating,
+            "conv_dtype": self.conv_dtype}

@@ -47,14 +47,15 @@ class VideoFlow(VideoModel):
                        f"num_cond_frames={self.num_cond_frames}: raise num_train_frames")
     # ---- layers
     self.glow = MultiScaleGlow(spec.frame_shape, hp.num_levels, hp.depth, hp.hidden_channels, hp.coupling,
-                               hp.coupling_activation, reversible_gradients=hp.reversible_gradients, name="glow")
+                               hp.coupling_activation, reversible_gradients=hp.reversible_gradients,
+                               conv_dtype=hp.conv_dtype, name="glow")
     self.priors = []
     for level, latent_shape in enumerate(self.glow.latent_shapes):
       top = level == hp.num_levels - 1
       self.priors.append(LatentPrior(
           latent_shape, 0 if top else self.glow.cond_shapes[level][-1], hp.prior, hp.num_context_latents,
           hp.prior_depth, hp.prior_width, hp.prior_dilations, hp.prior_gating, hp.latent_skip,
-          hp.pad_context, name=f"prior_{level}"))
+          hp.pad_context, conv_dtype=hp.conv_dtype, name=f"prior_{level}"))
     self.priors = track_layers(self, "prior", self.priors)
     self._initialized = self.add_weight(shape=(), dtype="int32", initializer="zeros", trainable=False,
                                         name="initialized")

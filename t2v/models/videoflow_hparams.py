@@ -25,6 +25,10 @@ class VideoFlowHParams(HParams):
   # plain fits 8 in; the step takes 1.01x (K = 4) to 1.29x (K = 32) the time. At K <= 4 on a machine with memory
   # to spare (videoflow_cpu) it only costs time: turn it off there.
   reversible_gradients: bool = True
+  # dtype of the coupling networks' and the prior's hidden convolutions (t2v/layers/precision.py): "bfloat16"
+  # pays on CPUs with AMX-BF16 and GPUs with bfloat16 tensor cores; variables, the flow's arithmetic,
+  # log-determinants and the prior's outputs stay float32, so bits per pixel stay exact for the model computed.
+  conv_dtype: str = choice("float32", "float32", "bfloat16")
   # Prior p(z_t | z_<t, h_t).
   # conv_lstm: a 3x3 convolutional LSTM state per level over all past frames (VideoFlow §6), width prior_width;
   # prior_depth, prior_dilations and prior_gating do not apply to it.

@@ -38,6 +38,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from t2v.layers.conv_lstm import ConvLSTMCell
+from t2v.layers.precision import check_conv_dtype
 from t2v.layers.residual3d import CausalConv3D, ResidualBlock3D
 from t2v.layers.tracking import track_layers
 from t2v.slicing import take, windows
@@ -60,9 +61,11 @@ def _last_frame(x: tf.Tensor) -> tf.Tensor:
   return tf.squeeze(take(x, -1, None, axis=1), axis=1)  # [N, ...]
 
 
-def _conv2d(filters, kernel, zero_init=False, name=None):
+def _conv2d(filters, kernel, zero_init=False, name=None, conv_dtype="float32"):
   init = "zeros" if zero_init else keras.initializers.RandomNormal(stddev=0.05)
-  return keras.layers.Conv2D(filters, kernel, padding="same", kernel_initializer=init, name=name)
+  # a mixed policy keeps the variables float32 and computes (and returns) in conv_dtype
+  dtype = "float32" if conv_dtype == "float32" else f"mixed_{conv_dtype}"
+  return keras.layers.Conv2D(filters, kernel, padding="same", kernel_initializer=init, name=name, dtype=dtype)
 
 
 # A smooth floor on log sigma: log_sigma = floor + softplus(raw - floor). Background latents repeat almost exactly
@@ -98,11 +101,15 @@ class LatentPrior(keras.layers.Layer):
     skip: temporal skip connection mu = z_{t-1} + dz (ablation when False).
     pad_context: frames 1 .. K-1 use the conditional prior on zero-padded windows instead of the unconditional
       one (which then serves frame 0 only).
+    conv_dtype: dtype of the hidden convolutions of conv3d_net and conv_net ("float32" or "bfloat16", see
+      t2v/layers/precision.py); the 1x1 projection of h_t, the output layer (mu, log sigma), the unconditional prior
+      and conv_lstm's cell stay float32.
   """
 
   def __init__(self, latent_shape: tuple[int, int, int], cond_channels: int, kind: str = "conv3d_net",
                num_context: int = 1, depth: int = 5, width: int = 256, dilations: bool = True,
-               gating: bool = True, skip: bool = True, pad_context: bool = False, **kwargs):
+               gating: bool = True, skip: bool = True, pad_context: bool = False, conv_dtype: str = "float32",
+               **kwargs):
     super().__init__(**kwargs)
     if kind not in PRIOR_KINDS:
       raise ValueError(f"prior={kind!r} must be one of {', '.join(PRIOR_KINDS)}")
@@ -119,6 +126,7 @@ class LatentPrior(keras.layers.Layer):
     self.gating = gating
     self.skip = skip
     self.pad_context = pad_context
+    self.conv_dtype = check_conv_dtype(conv_dtype)
     c = latent_shape[-1]
     # ---- unconditional prior for frames without K predecessors
     if cond_channels:
@@ -129,13 +137,15 @@ class LatentPrior(keras.layers.Layer):
     # ---- conditional prior
     self.cond_projection = _conv2d(c, 1, name="cond_projection") if cond_channels else None
     if kind == "conv3d_net":
-      self.input_conv = CausalConv3D(width, (1, 1, 1), name="input_conv")
+      self.input_conv = CausalConv3D(width, (1, 1, 1), conv_dtype=conv_dtype, name="input_conv")
       rates = (1, 2, 4) if dilations else (1,)
       self.blocks = track_layers(self, "residual_block", [
-          ResidualBlock3D(width, rates, gating, name=f"residual_block_{i}") for i in range(depth)])
+          ResidualBlock3D(width, rates, gating, conv_dtype=conv_dtype, name=f"residual_block_{i}")
+          for i in range(depth)])
       self.output_conv = _conv2d(2 * c, 1, zero_init=True, name="output_conv")
     elif kind == "conv_net":
-      self.hidden = track_layers(self, "hidden", [_conv2d(width, 3, name=f"hidden_{i}") for i in range(depth)])
+      self.hidden = track_layers(self, "hidden", [
+          _conv2d(width, 3, name=f"hidden_{i}", conv_dtype=conv_dtype) for i in range(depth)])
       self.output_conv = _conv2d(2 * c, 3, zero_init=True, name="output_conv")
     elif kind == "conv_lstm":
       self.cell = ConvLSTMCell(width, _LSTM_KERNEL, name="conv_lstm")
@@ -217,8 +227,8 @@ class LatentPrior(keras.layers.Layer):
       if proj is not None:
         x = tf.concat([x, proj], axis=-1)
       for layer in self.hidden:
-        x = tf.nn.relu(layer(x))
-      out = self.output_conv(x)
+        x = tf.nn.relu(layer(x))  # in conv_dtype
+      out = self.output_conv(tf.cast(x, tf.float32))
     else:  # pointwise
       z_prev = _last_frame(past)
       out = self.output_conv(z_prev if proj is None else tf.concat([z_prev, proj], axis=-1))
@@ -347,4 +357,4 @@ class LatentPrior(keras.layers.Layer):
     return {**super().get_config(), "latent_shape": self.latent_shape, "cond_channels": self.cond_channels,
             "kind": self.kind, "num_context": self.num_context, "depth": self.depth, "width": self.width,
             "dilations": self.dilations, "gating": self.gating, "skip": self.skip,
-            "pad_context": self.pad_context}
+            "pad_context": self.pad_context, "conv_dtype": self.conv_dtype}

@@ -142,7 +142,8 @@ def run_config(args) -> dict:
     model.sample({"video": context}, 20, 0.5).numpy()
     sample_time = round(time.perf_counter() - start, 2)
   return {
-      "hparams_set": args.hparams_set, "hparams": args.hparams, "frame_size": size, "batch_size": hp.batch_size,
+      "hparams_set": args.hparams_set, "hparams": args.hparams, "conv_dtype": hp.conv_dtype, "frame_size": size,
+      "batch_size": hp.batch_size,
       "frames_per_example": frames, "xla": args.xla, "seconds_to_first_step": round(first_step, 2),
       "seconds_from_process_start_to_first_step": round(since_process_start, 2),
       "step_seconds": round(step_time, 4), "step_seconds_min_mean_max": [
@@ -166,11 +167,7 @@ def main():
   parser.add_argument("--skip_sampling", action="store_true", help="measure training only")
   args = parser.parse_args()
   result = run_config(args)
-  from t2v import registry
-  from t2v.hparams import override
-  conv_dtype = getattr(override(registry.hparams_set(args.hparams_set), args.hparams), "conv_dtype", "float32")
-  peak = measure_conv_peak(dtype=conv_dtype)
-  result["conv_dtype"] = conv_dtype
+  peak = measure_conv_peak(dtype=result["conv_dtype"])
   result["conv_peak_gflops"] = round(peak / 1e9, 2)
   result["fraction_of_conv_peak"] = round(result["achieved_gflops"] * 1e9 / peak, 3)
   import tensorflow as tf

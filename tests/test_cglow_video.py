@@ -88,8 +88,10 @@ def test_the_constructor_creates_every_variable_that_running_the_model_uses(cond
   assert len(grads) == len(model.trainable_weights) and sum(g is None for g in grads) == 0
 
 
-def test_conditional_flows_invert_exactly_for_a_fixed_condition_and_depend_on_it():
-  model = _model("label")
+@pytest.mark.parametrize("conv_dtype", ["float32", "bfloat16"])
+def test_conditional_flows_invert_exactly_for_a_fixed_condition_and_depend_on_it(conv_dtype):
+  model = _model("label", conv_dtype=conv_dtype)
+  assert model.head.glow.conv_dtype == model.tail.glow.conv_dtype == conv_dtype
   batch = _clips(4, seed=0)
   model.initialize(batch)
   _randomise(model)

@@ -24,6 +24,8 @@ import tensorflow as tf
 import keras
 
 from t2v import bijectors as t2vb
+from t2v.models.cglow_video import CGlowVideo
+from t2v.models.cglow_video_hparams import cglow_video_tiny
 from t2v.models.videoflow import VideoFlow
 
 
@@ -301,6 +303,38 @@ def test_videoflow_loss_gradients_equal_plain_backprop(overrides):
   plain_loss, plain = grads(models[0])
   reversible_loss, reversible = grads(models[1])
   np.testing.assert_allclose(reversible_loss, plain_loss, rtol=1e-6)
+  _assert_same_gradients(plain, reversible, [v.path for v in models[0].trainable_weights])
+
+
+def test_cglow_video_loss_gradients_equal_plain_backprop(coupling="affine"):
+  """The label-conditioned Glow (captions): head and tail flows whose couplings see the conditioning pyramids of
+  the caption, the previous frame and the context state, so the gradients reach those through the conditioning."""
+  spec = VideoSpec((8, 8, 3), 0, 3, has_caption=True, vocabulary=("blue", "circle", "moving", "red", "square"))
+  rng = np.random.default_rng(1)
+  batch = {"video": tf.constant(rng.integers(0, 256, (2, 3, 8, 8, 3)), tf.uint8),
+           "caption": tf.constant(["red circle moving", "blue square moving"]), "seed": tf.constant([2, 5])}
+  models = [CGlowVideo(dataclasses.replace(cglow_video_tiny(), condition="caption", coupling=coupling,
+                                           reversible_gradients=reversible), spec) for reversible in (False, True)]
+  models[0].initialize(batch)
+  _randomise(models[0].trainable_weights, seed=7)
+  models[1].set_weights(models[0].get_weights())
+  assert models[1].head.glow.reversible_gradients and models[1].tail.glow.reversible_gradients
+  assert not models[0].tail.glow.reversible_gradients
+
+  @tf.function(autograph=False)
+  def grads(model):
+    with tf.GradientTape() as tape:
+      loss = tf.reduce_mean(model.compute_loss(batch, training=True)[0])
+    return loss, tape.gradient(loss, model.trainable_weights)
+
+  plain_loss, plain = grads(models[0])
+  reversible_loss, reversible = grads(models[1])
+  np.testing.assert_allclose(reversible_loss, plain_loss, rtol=1e-6)
+  # the conditioning paths are among the checked (and non-zero) gradients: caption encoder, pyramids, state
+  checked = {id(v) for v in models[0].trainable_weights}
+  for part in (models[0].condition_encoder, models[0].head.pyramid, models[0].tail.pyramid,
+               models[0].context_processor):
+    assert part.trainable_weights and all(id(v) in checked for v in part.trainable_weights), part.name
   _assert_same_gradients(plain, reversible, [v.path for v in models[0].trainable_weights])
 
 

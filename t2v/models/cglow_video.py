@@ -101,10 +101,12 @@ class ConditionalGlow(keras.layers.Layer):
     num_levels, depth, hidden_channels, coupling, activation: the Glow (t2v.bijectors.glow.MultiScaleGlow).
     pyramid_channels: channels of every pyramid level (the couplings' cond_channels), when conditional.
     seed: seeds the flow's random rotations.
+    reversible_gradients, conv_dtype: the Glow's gradient mode and coupling-network dtype (MultiScaleGlow).
   """
 
   def __init__(self, image_shape: tuple[int, int, int], condition_channels: int, num_levels: int, depth: int,
-               hidden_channels: int, coupling: str, activation: str, pyramid_channels: int, seed: int, **kwargs):
+               hidden_channels: int, coupling: str, activation: str, pyramid_channels: int, seed: int,
+               reversible_gradients: bool = False, conv_dtype: str = "float32", **kwargs):
     super().__init__(**kwargs)
     # ---- config
     self.image_shape = tuple(image_shape)
@@ -116,11 +118,14 @@ class ConditionalGlow(keras.layers.Layer):
     self.activation = activation
     self.pyramid_channels = pyramid_channels
     self.seed = seed
+    self.reversible_gradients = reversible_gradients
+    self.conv_dtype = conv_dtype
     cond_channels = pyramid_channels if condition_channels else 0
     # ---- layers
     self.pyramid = FeaturePyramid(num_levels, pyramid_channels, name="pyramid") if condition_channels else None
     self.glow = MultiScaleGlow(image_shape, num_levels, depth, hidden_channels, coupling, activation,
-                               cond_channels=cond_channels, seed=seed, name="glow")
+                               cond_channels=cond_channels, seed=seed, reversible_gradients=reversible_gradients,
+                               conv_dtype=conv_dtype, name="glow")
     self.priors = []
     for level, latent_shape in enumerate(self.glow.latent_shapes):
       h_channels = self.glow.cond_shapes[level][-1] if level < num_levels - 1 else 0
@@ -190,7 +195,7 @@ class ConditionalGlow(keras.layers.Layer):
     return {**super().get_config(), "image_shape": self.image_shape, "condition_channels": self.condition_channels,
             "num_levels": self.num_levels, "depth": self.depth, "hidden_channels": self.hidden_channels,
             "coupling": self.coupling, "activation": self.activation, "pyramid_channels": self.pyramid_channels,
-            "seed": self.seed}
+            "seed": self.seed, "reversible_gradients": self.reversible_gradients, "conv_dtype": self.conv_dtype}
 
 
 # ---- the video model -----------------------------------------------------------------------------------
@@ -223,7 +228,8 @@ class CGlowVideo(VideoModel):
           num_layers=hp.caption_layers, num_heads=hp.caption_heads, max_words=hp.caption_max_words,
           name="caption_encoder")
     flow = dict(num_levels=hp.num_levels, depth=hp.depth, hidden_channels=hp.hidden_channels, coupling=hp.coupling,
-                activation=hp.coupling_activation, pyramid_channels=hp.pyramid_channels)
+                activation=hp.coupling_activation, pyramid_channels=hp.pyramid_channels,
+                reversible_gradients=hp.reversible_gradients, conv_dtype=hp.conv_dtype)
     self.head = ConditionalGlow(spec.frame_shape, hp.condition_channels if conditioned else 0, seed=_HEAD_SEED,
                                 name="head", **flow)
     self.context_processor = (ContextProcessor(hp.state_channels, channels, hp.state_hidden_channels,

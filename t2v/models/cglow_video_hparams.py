@@ -28,6 +28,13 @@ class CGlowVideoHParams(HParams):
   hidden_channels: int = 256
   coupling: str = choice("affine", "affine", "additive")
   coupling_activation: str = choice("relu", "relu", "gated")
+  # Gradients of each level's K steps by inversion (t2v/bijectors/reversible.py), for the head and the tail, the
+  # conditioning pyramids' gradients included: the same gradients, step memory flat in K. On in the base (K = 16,
+  # 256 channels: where it pays, as for VideoFlow's presets), off in cglow_video_cpu (K = 4: only costs time).
+  reversible_gradients: bool = True
+  # dtype of the coupling networks' convolutions, as VideoFlowHParams.conv_dtype (t2v/layers/precision.py); the
+  # pyramids, priors, context processor and caption encoder stay float32.
+  conv_dtype: str = choice("float32", "float32", "bfloat16")
   # Channels of every level of the conditioning feature pyramids (the flows' cond_channels).
   pyramid_channels: int = 32
   # What the video is conditioned on: nothing, the problem's `label` (a learned image per label, the paper's
@@ -137,7 +144,8 @@ def cglow_video_cpu() -> CGlowVideoHParams:
   return dataclasses.replace(
       cglow_video_state_caption(), num_levels=3, depth=4, hidden_channels=48, pyramid_channels=16,
       state_hidden_channels=16, caption_encoder="transformer", caption_width=32, caption_layers=1, caption_heads=2,
-      batch_size=16, init_batch_size=32, learning_rate=1e-3, warmup_steps=100, clip_grad_norm=50.0)
+      batch_size=16, init_batch_size=32, learning_rate=1e-3, warmup_steps=100, clip_grad_norm=50.0,
+      reversible_gradients=False)  # K = 4 fits easily: inversion would only cost time
 
 
 def cglow_video_tiny() -> CGlowVideoHParams:

@@ -237,6 +237,33 @@ def test_shapes_small_config(tmp_path):
     shapes_lib.StochasticShapesConfig(name="bad", frame_size=32, num_frames=10)
 
 
+def test_shapes_start_jitter():
+  # The centred config (the paper's generator): every video starts at the frame centre, so its first move lands
+  # on one of 8 fixed positions and the position of a later frame gives the direction.
+  centred = shapes_lib.CONFIGS["small_centred"]
+  examples = [shapes_lib.sample_example(centred, "train", i) for i in range(200)]
+  starts = np.array([e["positions"][0] for e in examples])
+  np.testing.assert_array_equal(starts, np.full_like(starts, 16.0))
+  first_moves = {tuple(np.round(e["positions"][1], 3)) for e in examples}
+  assert len(first_moves) == 8
+  for e in examples:  # direction = the sign pattern of (position - centre), the same in every later frame
+    offsets = e["positions"][1:] - 16.0  # [T-1, 2]
+    unit = np.array(shapes_lib.DIRECTIONS[tuple(shapes_lib.DIRECTIONS)[e["direction"]]])
+    np.testing.assert_allclose(offsets / np.arange(1, 5)[:, None], np.tile(2.0 * unit, (4, 1)), atol=1e-5)
+  # The same draws as the default config but for the start: start_jitter only bounds the jitter.
+  default = shapes_lib.CONFIGS["small"]
+  for i in range(20):
+    a, b = shapes_lib.sample_example(default, "test", i), shapes_lib.sample_example(centred, "test", i)
+    assert all(a[k] == b[k] for k in ("shape", "color", "size", "direction"))
+  bounded = shapes_lib.StochasticShapesConfig(name="bounded", frame_size=32, start_jitter=2)
+  jitters = np.array([shapes_lib.sample_example(bounded, "train", i)["positions"][0] - 16 for i in range(200)])
+  assert np.abs(jitters).max() == 2 and len({tuple(j) for j in jitters}) == 25
+  free = np.array([shapes_lib.sample_example(default, "train", i)["positions"][0] - 16 for i in range(200)])
+  assert np.abs(free).max() > 2
+  with pytest.raises(ValueError, match="start_jitter=-1 must be >= 0"):
+    shapes_lib.StochasticShapesConfig(name="bad", start_jitter=-1)
+
+
 def test_bad_arguments(shapes_dir):
   problem = StochasticShapes(shapes_dir, config="tiny")
   with pytest.raises(ValueError, match=r"num_frames=6 must be in 1\.\.5"):

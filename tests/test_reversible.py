@@ -64,11 +64,24 @@ def _relative_errors(expected, got) -> dict[int, float]:
   return errors
 
 
+# Variables whose gradient is zero in exact arithmetic: softmax attention is invariant to a bias added to every
+# key (it shifts each query's logits by one constant), so both computations give rounding noise there (~5e-9,
+# against >= 1e-3 for every other variable of the caption-conditioned test), whose relative error means nothing.
+ZERO_GRADIENT_SUFFIXES = ("key/bias",)
+
+
 def _assert_same_gradients(expected, got, names) -> None:
   assert len(expected) == len(got) == len(names)
+  norms = [np.linalg.norm(tf.convert_to_tensor(a).numpy()) for a in expected]
+  noise = 1e-6 * max(norms)
   for i, error in _relative_errors(expected, got).items():
+    if names[i].endswith(ZERO_GRADIENT_SUFFIXES):
+      got_norm = np.linalg.norm(tf.convert_to_tensor(got[i]).numpy())
+      assert norms[i] < noise and got_norm < noise, f"{names[i]}: gradient {norms[i]:.2e} / {got_norm:.2e}, " \
+          f"expected rounding noise (< {noise:.2e})"
+      continue
     assert error < RTOL, f"{names[i]}: relative error {error:.2e} >= {RTOL}"
-  assert all(np.linalg.norm(tf.convert_to_tensor(a)) > 0 for a in expected), "a gradient is zero: test is trivial"
+    assert norms[i] > 0, f"{names[i]}: the gradient is zero: the test is trivial there"
 
 
 def _steps(coupling: str, num_steps: int = 4, channels: int = 6, cond_channels: int = 0, seed: int = 2):

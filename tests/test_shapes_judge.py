@@ -236,10 +236,13 @@ def test_corrupted_videos_are_invalid_for_the_right_reason(corruption, frame_siz
     assert code in result.codes, result.reasons
     if corruption in ONLY_REASON:
       assert result.codes == (code,), result.reasons
+    # the object is kept exactly when only its motion is wrong
+    assert result.object_kept == (code in judge.MOTION_CODES), result.reasons
     assert all(reason.split(": ", 1)[0] in judge.REASON_CODES for reason in result.reasons)
     # Direction is only reported for a valid motion.
     assert result.direction is None or corruption in ("colour change", "second shape", "shape change",
                                                       "size change")
+  assert set(judge.MOTION_CODES) < set(judge.REASON_CODES)
 
 
 def test_off_grid_direction_is_invalid():
@@ -296,6 +299,7 @@ def test_summary_of_examples_and_decodes():
   summary = judge.judge_batch(decodes, {"shape": ["circle", "circle", "square"], "color": [2, 2, 2]})
   assert summary.num_videos == 24
   assert summary.valid_rate == pytest.approx(16 / 24)
+  assert summary.object_kept_rate == 1.0  # example 2's objects are kept, only they do not move
   assert summary.direction_counts["E"] == 9 and summary.direction_counts["W"] == 1
   assert sum(summary.direction_distribution.values()) == pytest.approx(1.0)
   assert summary.example_direction_entropy_bits == pytest.approx((3.0 + 0.0 + 0.0) / 3)

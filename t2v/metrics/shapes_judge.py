@@ -121,6 +121,10 @@ OFF_DIRECTION = "off-grid direction"
 REASON_CODES: tuple[str, ...] = (NO_OBJECT, SEVERAL_OBJECTS, NOISY_FRAME, UNKNOWN_SHAPE, SHAPE_CHANGES, OFF_PALETTE,
                                  COLOR_CHANGES, WRONG_SIZE, SIZE_CHANGES, STATIONARY, DIRECTION_CHANGES,
                                  SPEED_CHANGES, NOT_STRAIGHT, WRONG_SPEED, OFF_DIRECTION)
+# The codes about the motion alone: a video failing only with these shows one object of one palette colour, shape
+# and dataset size in every frame (`Judgement.object_kept`), which just does not move as the dataset's do.
+MOTION_CODES: tuple[str, ...] = (STATIONARY, DIRECTION_CHANGES, SPEED_CHANGES, NOT_STRAIGHT, WRONG_SPEED,
+                                 OFF_DIRECTION)
 
 _COLOR_NAMES: tuple[str, ...] = tuple(COLORS)
 _DIRECTION_NAMES: tuple[str, ...] = tuple(DIRECTIONS)
@@ -175,6 +179,12 @@ class Judgement:
     """The reason codes (the part of each reason before ": "), in order, without repeats."""
     return tuple(dict.fromkeys(reason.split(": ", 1)[0] for reason in self.reasons))
 
+  @property
+  def object_kept(self) -> bool:
+    """One object of one palette colour, shape and dataset size in every frame, however it moves (every reason,
+    if any, is one of MOTION_CODES): the part of validity that is about the object, not its motion."""
+    return all(code in MOTION_CODES for code in self.codes)
+
 
 @dataclasses.dataclass(frozen=True)
 class JudgeSummary:
@@ -183,6 +193,8 @@ class JudgeSummary:
   Attributes:
     num_videos: how many videos were judged.
     valid_rate: the fraction judged valid.
+    object_kept_rate: the fraction whose object is kept in every frame (`Judgement.object_kept`, valid ones
+      included): shape, colour and size right, whatever the motion.
     direction_counts: valid videos per direction, every name in DIRECTIONS present.
     direction_distribution: direction_counts / their sum (all 0 when no video is valid).
     direction_entropy_bits: entropy of direction_distribution; 3 bits (uniform over 8) is the ideal, 0 when no
@@ -198,6 +210,7 @@ class JudgeSummary:
 
   num_videos: int
   valid_rate: float
+  object_kept_rate: float
   direction_counts: dict[str, int]
   direction_distribution: dict[str, float]
   direction_entropy_bits: float
@@ -678,6 +691,7 @@ def summarize(results: Sequence[Judgement] | Sequence[Sequence[Judgement]],
   return JudgeSummary(
       num_videos=num,
       valid_rate=len(valid) / num if num else 0.0,
+      object_kept_rate=sum(r.object_kept for r in flat) / num if num else 0.0,
       direction_counts=direction_counts,
       direction_distribution={name: (n / total if total else 0.0) for name, n in direction_counts.items()},
       direction_entropy_bits=direction_entropy(r.direction for r in valid),

@@ -5,7 +5,11 @@
 Restores the latest checkpoint, scores the first --num_examples test clips (bits per pixel of the target frames
 given the first frame, the problem's protocol), rolls out --num_decodes samples per example at each temperature
 and judges each conditioning + generated video with the stochastic shapes judge (one shape, same colour and
-size, straight constant-speed motion in one of the 8 directions, continuing the conditioning frame). Prints JSON.
+size, straight constant-speed motion in one of the 8 directions, continuing the conditioning frame). Prints JSON:
+per temperature the whole videos' valid and object-kept rates, and "first_move", the same judge on the
+conditioning frames and the first generated frame alone: whether the model makes the 8-way choice of the first
+predicted frame (a valid step, and how evenly its directions spread: 3 bits is uniform), apart from whether it
+then keeps the motion going.
 
 --num_given=2 conditions the samples on two real frames instead (a diagnostic, not the problem's protocol: the
 direction is then known, so it measures whether the model continues a motion rather than whether it picks one).
@@ -63,13 +67,18 @@ def main():
                              seed=(args.seed, 1000 * d + i)).numpy() for i in range(0, len(context), 50)]
       decodes.append(np.concatenate(frames))
     generated = np.stack(decodes, axis=1)  # [N, D, T, H, W, 3]
-    judged = shapes_judge.judge_continuation(context, generated)
+    judged = shapes_judge.judge_continuation(context, generated, config=problem.config)
     summary = shapes_judge.summarize(judged)
+    first = shapes_judge.summarize(shapes_judge.judge_continuation(context, generated[:, :, :1],
+                                                                   config=problem.config))
     result["samples"][str(temperature)] = {
         "num_decodes": args.num_decodes, "valid_rate": summary.valid_rate,
         "object_kept_rate": summary.object_kept_rate,
         "direction_entropy_bits": summary.direction_entropy_bits,
         "reasons": dict(sorted(summary.reason_counts.items(), key=lambda kv: -kv[1])[:6]),
+        "first_move": {"valid_rate": first.valid_rate, "direction_entropy_bits": first.direction_entropy_bits,
+                       "example_direction_entropy_bits": first.example_direction_entropy_bits,
+                       "reasons": dict(sorted(first.reason_counts.items(), key=lambda kv: -kv[1])[:6])},
     }
   print(json.dumps(result, indent=1))
 

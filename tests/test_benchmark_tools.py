@@ -47,3 +47,17 @@ def test_shapes_bits_refuses_a_frame_without_context(tiny_videoflow_run):
   output_dir, data_dir = tiny_videoflow_run
   with pytest.raises(SystemExit, match="--frame=0 must be in"):
     _run_script("shapes_bits", [f"--output_dir={output_dir}", f"--data_dir={data_dir}", "--frame=0"])
+
+
+def test_shapes_quality_judges_whole_videos_and_the_first_move(tiny_videoflow_run):
+  output_dir, data_dir = tiny_videoflow_run
+  result = _run_script("shapes_quality", [f"--output_dir={output_dir}", f"--data_dir={data_dir}",
+                                          "--num_examples=4", "--num_decodes=2", "--temperature", "0", "0.5"])
+  assert result["num_examples"] == 4 and result["num_given"] == 1 and len(result["bpp_per_frame"]) == 4
+  for temperature in ("0.0", "0.5"):
+    samples, first = result["samples"][temperature], result["samples"][temperature]["first_move"]
+    assert 0 <= samples["valid_rate"] <= samples["object_kept_rate"] <= 1
+    assert 0 <= samples["valid_rate"] <= first["valid_rate"] <= 1  # a valid video starts with a valid move
+    assert 0 <= first["direction_entropy_bits"] <= 3
+    # the 4 examples' 2 decodes were judged: every one valid or counted under some reason
+    assert first["valid_rate"] == 1 or sum(first["reasons"].values()) >= 1

@@ -61,3 +61,34 @@ def test_shapes_quality_judges_whole_videos_and_the_first_move(tiny_videoflow_ru
     assert 0 <= first["direction_entropy_bits"] <= 3
     # the 4 examples' 2 decodes were judged: every one valid or counted under some reason
     assert first["valid_rate"] == 1 or sum(first["reasons"].values()) >= 1
+
+
+def test_frozen_flow_prior_scores_the_models_own_bits_and_trains_only_the_priors(tiny_videoflow_run):
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from t2v.trainer.restore import restore_run  # pylint: disable=import-outside-toplevel
+  output_dir, data_dir = tiny_videoflow_run
+  result = _run_script("frozen_flow_prior", [f"--output_dir={output_dir}", f"--data_dir={data_dir}",
+                                             "--num_train=8", "--num_examples=6", "--steps=4", "--eval_every=2",
+                                             "--batch_size=4"])
+  assert [e["step"] for e in result["evaluations"]] == [0, 2, 4]
+  # before any prior step the figures are the model's own bpp: the same clips, the same seeded dequantisation
+  problem, model, _ = restore_run(output_dir, data_dir)
+  batch = next(iter(problem.dataset(problem.eval_split, batch_size=50, training=False)))
+  bpp = model.log_prob_bpp(batch, problem.spec().num_input_frames, seed=tf.constant([0, 0])).numpy()[:6].mean(0)
+  start, end = result["evaluations"][0], result["evaluations"][-1]
+  assert start["bpp_per_frame"] == pytest.approx(bpp.tolist(), abs=2e-4)
+  for evaluation in result["evaluations"]:
+    assert len(evaluation["prior_bits_per_frame"]) == 4  # tiny32: 1 given frame, 4 predicted
+    assert len(evaluation["prior_bits_per_level_per_frame"]) == 2  # videoflow_tiny: 2 levels
+    # the levels add up to the total; the flow is fixed, so bpp - prior bits is the same log-det at every step
+    assert [sum(levels) for levels in zip(*evaluation["prior_bits_per_level_per_frame"])] == pytest.approx(
+        evaluation["prior_bits_per_frame"], abs=2e-4)
+    assert [8.0 - b + p for b, p in zip(evaluation["bpp_per_frame"], evaluation["prior_bits_per_frame"])] == \
+        pytest.approx(result["log_det_bits_per_frame"], abs=2e-4)
+  assert end["prior_bits_per_frame"] != start["prior_bits_per_frame"]  # the priors did train
+
+
+def test_frozen_flow_prior_refuses_a_batch_larger_than_its_clips(tiny_videoflow_run):
+  output_dir, data_dir = tiny_videoflow_run
+  with pytest.raises(SystemExit, match="--batch_size=16 must be <= --num_train=8"):
+    _run_script("frozen_flow_prior", [f"--output_dir={output_dir}", f"--data_dir={data_dir}", "--num_train=8"])

@@ -62,6 +62,9 @@ def main():
   first = problem.spec().num_input_frames
   start = time.perf_counter()
   train_zs, train_hs, _ = _encode(model, problem, "train", args.num_train, args.seed)
+  if len(train_zs[0]) < args.num_train:
+    raise SystemExit(f"--num_train={args.num_train}: the train split has only {len(train_zs[0])} clips; ask for "
+                     "fewer")
   test_zs, test_hs, test_log_det = _encode(model, problem, problem.eval_split, args.num_examples, args.seed)
   dims = model.num_dims * math.log(2.0)  # nats -> bits per dimension of the frame
 
@@ -84,7 +87,7 @@ def main():
 
   evaluate = tf.function(prior_bits, autograph=False)
   log_det_bits = test_log_det[:, first:] / dims  # [N, T - first]
-  result = {"checkpoint": config["checkpoint"], "num_train": args.num_train, "num_examples": args.num_examples,
+  result = {"checkpoint": config["checkpoint"], "num_train": args.num_train, "num_examples": len(test_log_det),
             "learning_rate": args.learning_rate, "batch_size": args.batch_size,
             "log_det_bits_per_frame": log_det_bits.mean(0).round(4).tolist(), "evaluations": []}
 

@@ -70,7 +70,7 @@ def test_frozen_flow_prior_scores_the_models_own_bits_and_trains_only_the_priors
   result = _run_script("frozen_flow_prior", [f"--output_dir={output_dir}", f"--data_dir={data_dir}",
                                              "--num_train=8", "--num_examples=6", "--steps=4", "--eval_every=2",
                                              "--batch_size=4"])
-  assert [e["step"] for e in result["evaluations"]] == [0, 2, 4]
+  assert [e["step"] for e in result["evaluations"]] == [0, 2, 4] and result["num_examples"] == 6
   # before any prior step the figures are the model's own bpp: the same clips, the same seeded dequantisation
   problem, model, _ = restore_run(output_dir, data_dir)
   batch = next(iter(problem.dataset(problem.eval_split, batch_size=50, training=False)))
@@ -88,7 +88,9 @@ def test_frozen_flow_prior_scores_the_models_own_bits_and_trains_only_the_priors
   assert end["prior_bits_per_frame"] != start["prior_bits_per_frame"]  # the priors did train
 
 
-def test_frozen_flow_prior_refuses_a_batch_larger_than_its_clips(tiny_videoflow_run):
+def test_frozen_flow_prior_refuses_more_than_its_clips(tiny_videoflow_run):
   output_dir, data_dir = tiny_videoflow_run
   with pytest.raises(SystemExit, match="--batch_size=16 must be <= --num_train=8"):
     _run_script("frozen_flow_prior", [f"--output_dir={output_dir}", f"--data_dir={data_dir}", "--num_train=8"])
+  with pytest.raises(SystemExit, match="--num_train=100: the train split has only 64 clips"):  # tiny32: 64
+    _run_script("frozen_flow_prior", [f"--output_dir={output_dir}", f"--data_dir={data_dir}", "--num_train=100"])

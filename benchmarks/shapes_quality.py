@@ -69,14 +69,16 @@ def main():
     generated = np.stack(decodes, axis=1)  # [N, D, T, H, W, 3]
     judged = shapes_judge.judge_continuation(context, generated, config=problem.config)
     summary = shapes_judge.summarize(judged)
-    first = shapes_judge.summarize(shapes_judge.judge_continuation(context, generated[:, :, :1],
-                                                                   config=problem.config))
+    judged_first = shapes_judge.judge_continuation(context, generated[:, :, :1], config=problem.config)
+    first = shapes_judge.summarize(judged_first)
     result["samples"][str(temperature)] = {
         "num_decodes": args.num_decodes, "valid_rate": summary.valid_rate,
         "object_kept_rate": summary.object_kept_rate,
         "direction_entropy_bits": summary.direction_entropy_bits,
         "reasons": dict(sorted(summary.reason_counts.items(), key=lambda kv: -kv[1])[:6]),
-        "first_move": {"valid_rate": first.valid_rate, "direction_entropy_bits": first.direction_entropy_bits,
+        "first_move": {"num_videos": first.num_videos,  # the frames each judged video had:
+                       "num_frames": sorted({len(j.centroids) for row in judged_first for j in row}),
+                       "valid_rate": first.valid_rate, "direction_entropy_bits": first.direction_entropy_bits,
                        "example_direction_entropy_bits": first.example_direction_entropy_bits,
                        "reasons": dict(sorted(first.reason_counts.items(), key=lambda kv: -kv[1])[:6])},
     }

@@ -250,7 +250,8 @@ def test_shapes_start_jitter():
     offsets = e["positions"][1:] - 16.0  # [T-1, 2]
     unit = np.array(shapes_lib.DIRECTIONS[tuple(shapes_lib.DIRECTIONS)[e["direction"]]])
     np.testing.assert_allclose(offsets / np.arange(1, 5)[:, None], np.tile(2.0 * unit, (4, 1)), atol=1e-5)
-  # The same draws as the default config but for the start: start_jitter only bounds the jitter.
+  # The same draws as the default config but for the start (shape, colour, size and direction are drawn before
+  # it, so this guards the order of the draws; the start itself is checked above and below).
   default = shapes_lib.CONFIGS["small"]
   for i in range(20):
     a, b = shapes_lib.sample_example(default, "test", i), shapes_lib.sample_example(centred, "test", i)

@@ -28,6 +28,12 @@ import tensorflow as tf
 from t2v.metrics import shapes_judge
 from t2v.trainer.restore import restore_run
 
+_TOP_REASONS = 6  # reasons printed per summary, the most frequent first
+
+
+def _top_reasons(summary: shapes_judge.JudgeSummary) -> dict[str, int]:
+  return dict(sorted(summary.reason_counts.items(), key=lambda kv: -kv[1])[:_TOP_REASONS])
+
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -75,12 +81,12 @@ def main():
         "num_decodes": args.num_decodes, "valid_rate": summary.valid_rate,
         "object_kept_rate": summary.object_kept_rate,
         "direction_entropy_bits": summary.direction_entropy_bits,
-        "reasons": dict(sorted(summary.reason_counts.items(), key=lambda kv: -kv[1])[:6]),
+        "reasons": _top_reasons(summary),
         "first_move": {"num_videos": first.num_videos,  # the frames each judged video had:
                        "num_frames": sorted({len(j.centroids) for row in judged_first for j in row}),
                        "valid_rate": first.valid_rate, "direction_entropy_bits": first.direction_entropy_bits,
                        "example_direction_entropy_bits": first.example_direction_entropy_bits,
-                       "reasons": dict(sorted(first.reason_counts.items(), key=lambda kv: -kv[1])[:6])},
+                       "reasons": _top_reasons(first)},
     }
   print(json.dumps(result, indent=1))
 

@@ -14,10 +14,16 @@ import pytest
 _BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
 
 
-def _run_script(name: str, argv: list[str]) -> dict:
+def _load_script(name: str):
+  """The module of benchmarks/<name>.py (a script, not a package module)."""
   spec = importlib.util.spec_from_file_location(name, os.path.join(_BENCHMARKS, f"{name}.py"))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
+  return module
+
+
+def _run_script(name: str, argv: list[str]) -> dict:
+  module = _load_script(name)
   out = io.StringIO()
   saved, sys.argv = sys.argv, [name, *argv]
   try:
@@ -92,10 +98,7 @@ def test_frozen_flow_prior_trains_every_prior_that_scores_a_predicted_frame(pad_
   from t2v.models.videoflow import VideoFlow  # pylint: disable=import-outside-toplevel
   from t2v.models.videoflow_hparams import videoflow_tiny  # pylint: disable=import-outside-toplevel
   from t2v.problems.spec import VideoSpec  # pylint: disable=import-outside-toplevel
-  spec = importlib.util.spec_from_file_location("frozen_flow_prior", os.path.join(_BENCHMARKS,
-                                                                                  "frozen_flow_prior.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = _load_script("frozen_flow_prior")
   hp = dataclasses.replace(videoflow_tiny(), num_context_latents=2, pad_context=pad_context, num_train_frames=3)
   model = VideoFlow(hp, VideoSpec((8, 8, 1), 1, 3))
   names = [v.path for v in module.trained_variables(model, first=1)]

@@ -216,12 +216,7 @@ def _sample_metrics(problem, examples, samples, num_given, compare_with_truth: b
     else:  # generated from a caption or label alone: nothing to continue
       judged = shapes_judge.judge_videos(samples, config=problem.config)
     summary = shapes_judge.summarize(judged)
-    out["shapes_judge"] = {
-        "valid_rate": summary.valid_rate, "object_kept_rate": summary.object_kept_rate,
-        "direction_entropy_bits": summary.direction_entropy_bits,
-        "example_direction_entropy_bits": summary.example_direction_entropy_bits,
-        "direction_counts": summary.direction_counts, "reasons": summary.reason_counts,
-    }
+    out["shapes_judge"] = summary.report()
     if "caption" in examples:
       captions = [_text(c) for c in examples["caption"]]
       from t2v.metrics import caption_judge  # pylint: disable=import-outside-toplevel

@@ -483,13 +483,7 @@ def rollout(output_dir: str, *, num_frames: int = DEFAULT_ROLLOUT_FRAMES, temper
     judged_frames = min(num_frames, run.problem.num_frames - num_given)
     summary = shapes_judge.summarize(shapes_judge.judge_continuation(
         truth[:, :num_given], samples[:, :, num_given:num_given + judged_frames], config=run.problem.config))
-    results["shapes_judge"] = {
-        "judged_frames": judged_frames, "valid_rate": summary.valid_rate,
-        "object_kept_rate": summary.object_kept_rate,
-        "direction_entropy_bits": summary.direction_entropy_bits,
-        "example_direction_entropy_bits": summary.example_direction_entropy_bits,
-        "direction_counts": summary.direction_counts, "reasons": summary.reason_counts,
-    }
+    results["shapes_judge"] = {"judged_frames": judged_frames, **summary.report()}
   else:
     results["skipped"] = {"shapes_judge": f"only on stochastic_shapes (this run's problem: {run.problem.name})"}
 

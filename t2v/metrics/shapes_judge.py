@@ -219,6 +219,13 @@ class JudgeSummary:
   match_rate: float | None
   example_direction_entropy_bits: float | None
 
+  def report(self) -> dict:
+    """The figures the decoder's metrics.json and the rollout experiment write (JSON-serialisable)."""
+    return {"valid_rate": self.valid_rate, "object_kept_rate": self.object_kept_rate,
+            "direction_entropy_bits": self.direction_entropy_bits,
+            "example_direction_entropy_bits": self.example_direction_entropy_bits,
+            "direction_counts": self.direction_counts, "reasons": self.reason_counts}
+
 
 # ---- expectations from the dataset config -----------------------------------------------------------
 

@@ -161,6 +161,39 @@ def test_sampling_state_reproduces_the_teacher_forced_log_prob(kind, cond_channe
     np.testing.assert_allclose(np.stack(stepped, 1), whole[:, num_context:], rtol=1e-5, atol=1e-4)
 
 
+
+@pytest.mark.parametrize("beta", [0.5, 1.0])
+@pytest.mark.parametrize("kind", PRIOR_KINDS)
+def test_mean_gradient_beta_scales_only_the_gradient_that_reaches_the_mean_change(kind, beta):
+  """mean_gradient_beta = b: the same log-probabilities as the exact prior with the same weights; the output
+  layer's mean-change bias gets sum (z - mu) * sigma^(2b - 2) (the exact (z - mu) / sigma^2 times sigma^(2b)),
+  computed here from the sampler's (mu, sigma); its log-sigma bias gets the exact gradient."""
+  exact, z, h = _prior_and_latents(kind, 3)
+  scaled = LatentPrior((4, 4, 2), 3, kind, num_context=2, depth=1, width=8, mean_gradient_beta=beta)
+  scaled.sequence_log_prob(z, h, 0)
+  scaled.set_weights(exact.get_weights())
+  first = exact.min_context  # the frames the conditional prior (and so the mean change) scores
+
+  def bias_gradient(prior):
+    with tf.GradientTape() as tape:
+      log_prob = prior.sequence_log_prob(z, h, first)
+    return log_prob.numpy(), tape.gradient(log_prob, prior.output_conv.bias).numpy()
+
+  exact_log_prob, exact_grad = bias_gradient(exact)
+  scaled_log_prob, scaled_grad = bias_gradient(scaled)
+  np.testing.assert_array_equal(scaled_log_prob, exact_log_prob)
+  state = exact.context_state(z[:, :first], h[:, :first])
+  expected = 0.0
+  for t in range(first, z.shape[1]):
+    mu, log_sigma, state = exact.params(state, h[:, t], t)
+    expected += tf.reduce_sum((z[:, t] - mu) * tf.exp((2 * beta - 2) * log_sigma), axis=[0, 1, 2]).numpy()
+    state = exact.advance(state, z[:, t])
+  c = z.shape[-1]
+  np.testing.assert_allclose(scaled_grad[:c], expected, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(scaled_grad[c:], exact_grad[c:], rtol=1e-5, atol=1e-6)
+  assert not np.allclose(scaled_grad[:c], exact_grad[:c], rtol=1e-2), "the test's sigmas are all ~1"
+
+
 def test_causal_conv3d_never_sees_the_future():
   from t2v.layers import ResidualBlock3D
   block = ResidualBlock3D(4, dilations=(1, 2), gating=True)
@@ -326,6 +359,7 @@ def test_next_frame_score_matches_log_prob():
     {"prior": "conv_net"}, {"prior": "pointwise"}, {"prior_dilations": False}, {"prior_gating": False},
     {"latent_skip": False}, {"coupling": "additive", "coupling_activation": "gated"}, {"num_context_latents": 2},
     {"prior": "conv_lstm"}, {"prior": "conv_lstm", "latent_skip": False, "num_context_latents": 2},
+    {"prior_mean_gradient_beta": 1.0},
 ])
 def test_ablations_build_and_train(changes):
   model = _model(num_target=2, num_train_frames=3, **changes)

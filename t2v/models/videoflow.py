@@ -55,7 +55,8 @@ class VideoFlow(VideoModel):
       self.priors.append(LatentPrior(
           latent_shape, 0 if top else self.glow.cond_shapes[level][-1], hp.prior, hp.num_context_latents,
           hp.prior_depth, hp.prior_width, hp.prior_dilations, hp.prior_gating, hp.latent_skip,
-          hp.pad_context, conv_dtype=hp.conv_dtype, name=f"prior_{level}"))
+          hp.pad_context, conv_dtype=hp.conv_dtype, mean_gradient_beta=hp.prior_mean_gradient_beta,
+          name=f"prior_{level}"))
     self.priors = track_layers(self, "prior", self.priors)
     self._initialized = self.add_weight(shape=(), dtype="int32", initializer="zeros", trainable=False,
                                         name="initialized")

@@ -42,6 +42,11 @@ class VideoFlowHParams(HParams):
   prior_dilations: bool = True  # parallel dilation rates 1, 2, 4 (appendix E ablation)
   prior_gating: bool = True  # gated activation units (appendix E ablation)
   latent_skip: bool = True  # mu = z_{t-1} + dz (appendix E ablation)
+  # b >= 0: the gradient flowing back through the prior's predicted mean change dz is scaled by
+  # stop_gradient(sigma^(2b)) (beta-NLL on the mean, t2v/models/videoflow_prior.py); the loss and every bpp stay
+  # exact. 0 is the paper's (exact) gradient. Session 10, small_centred, additive, K = 2, 1000 steps: b = 1
+  # diverged (non-finite losses from step ~500); b = 0.5 trained but continued no motion (README).
+  prior_mean_gradient_beta: float = 0.0
   # Objective: frames of a training window that are conditioned on, not scored (0: the problem's
   # num_input_frames). Evaluation always uses the problem's protocol.
   num_cond_frames: int = 0

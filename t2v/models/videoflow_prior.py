@@ -14,6 +14,19 @@ frame t's flow that continues above level l (a function of z_t^(>l); absent at t
               output goes through a zero-initialised 1x1 conv -> (dz, log sigma). (depth, dilations and gating
               do not apply to it.)
 With the temporal skip connection mu = z_{t-1} + dz, otherwise mu = dz.
+
+Training the mean (`mean_gradient_beta`). The exact likelihood's gradient with respect to mu at a latent cell is
+(z - mu) / sigma^2. On video the cells a moving object covers get a sigma tens of times the background's, so
+their error reaches the shared convolutions far more weakly than the background's dequantisation noise does.
+With mean_gradient_beta = b > 0 the gradient that flows back through dz is multiplied by
+stop_gradient(sigma^(2b)), as in beta-NLL (Seitzer et al., ICLR 2022; b = 1 counts every cell's error alike,
+like a squared error). The loss value, and so every bits-per-pixel figure, is the exact likelihood, and the
+conditional mean stays the optimum. The gradients through log sigma, through the skip term z_{t-1} and through
+the scored latents z_t are exact; what flows back through dz (to the prior's weights, and through the prior's
+inputs to the flow) is scaled. Measured (README, "Why the samples fail"): on pixels b = 1 teaches a small prior
+to continue a motion that the exact gradient does not, at a large cost in bits; inside VideoFlow b = 1 diverged
+and b = 0.5 did not help.
+
 Frames t < K have too little context: by default (the paper's choice) they use a learned unconditional prior (a
 zero-initialised 3x3 conv of h_t below the top, a learned per-position Gaussian at the top). With `pad_context`
 only frame 0 does: frames 1 .. K-1 use the conditional prior on their window zero-padded in front, so a
@@ -80,6 +93,12 @@ def bounded_log_sigma(raw: tf.Tensor) -> tf.Tensor:
   return LOG_SIGMA_FLOOR + tf.nn.softplus(raw - LOG_SIGMA_FLOOR)
 
 
+def scale_gradient(x: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
+  """x in the forward pass; in the backward pass x's gradient times stop_gradient(scale) (same shape as x)."""
+  scale = tf.stop_gradient(scale)
+  return tf.stop_gradient(x) + (x - tf.stop_gradient(x)) * scale
+
+
 def gaussian(mu: tf.Tensor, log_sigma: tf.Tensor) -> tfd.Distribution:
   """A factorised Gaussian over [h, w, c] events."""
   return tfd.Independent(tfd.Normal(mu, tf.exp(log_sigma)), reinterpreted_batch_ndims=3)
@@ -101,6 +120,8 @@ class LatentPrior(keras.layers.Layer):
     skip: temporal skip connection mu = z_{t-1} + dz (ablation when False).
     pad_context: frames 1 .. K-1 use the conditional prior on zero-padded windows instead of the unconditional
       one (which then serves frame 0 only).
+    mean_gradient_beta: b >= 0: the gradient reaching dz is scaled by stop_gradient(sigma^(2b)) (see the module
+      docstring); 0 is the exact likelihood's gradient.
     conv_dtype: dtype of the hidden convolutions of conv3d_net and conv_net ("float32" or "bfloat16", see
       t2v/layers/precision.py); the 1x1 projection of h_t, the output layer (mu, log sigma), the unconditional prior
       and conv_lstm's cell stay float32.
@@ -109,12 +130,14 @@ class LatentPrior(keras.layers.Layer):
   def __init__(self, latent_shape: tuple[int, int, int], cond_channels: int, kind: str = "conv3d_net",
                num_context: int = 1, depth: int = 5, width: int = 256, dilations: bool = True,
                gating: bool = True, skip: bool = True, pad_context: bool = False, conv_dtype: str = "float32",
-               **kwargs):
+               mean_gradient_beta: float = 0.0, **kwargs):
     super().__init__(**kwargs)
     if kind not in PRIOR_KINDS:
       raise ValueError(f"prior={kind!r} must be one of {', '.join(PRIOR_KINDS)}")
     if num_context < 1:
       raise ValueError(f"num_context_latents={num_context} must be >= 1")
+    if not mean_gradient_beta >= 0:
+      raise ValueError(f"prior_mean_gradient_beta={mean_gradient_beta} must be >= 0 (0: the exact gradient)")
     # ---- config
     self.latent_shape = tuple(latent_shape)
     self.cond_channels = cond_channels
@@ -127,6 +150,7 @@ class LatentPrior(keras.layers.Layer):
     self.skip = skip
     self.pad_context = pad_context
     self.conv_dtype = check_conv_dtype(conv_dtype)
+    self.mean_gradient_beta = float(mean_gradient_beta)
     c = latent_shape[-1]
     # ---- unconditional prior for frames without K predecessors
     if cond_channels:
@@ -238,8 +262,12 @@ class LatentPrior(keras.layers.Layer):
   def _output_params(self, out: tf.Tensor, z_prev: tf.Tensor):
     """(mu, log_sigma) [N, h, w, c] from the output conv's (dz, log sigma) [N, h, w, 2c] and z_{t-1}."""
     delta, raw_log_sigma = tf.split(out, 2, axis=-1)
+    log_sigma = bounded_log_sigma(raw_log_sigma)
+    if self.mean_gradient_beta:
+      # (the exponent is capped so that a diverging sigma gives a large finite factor, never inf * 0 = nan)
+      delta = scale_gradient(delta, tf.exp(tf.minimum(2.0 * self.mean_gradient_beta * log_sigma, 40.0)))
     mu = z_prev + delta if self.skip else delta
-    return mu, bounded_log_sigma(raw_log_sigma)
+    return mu, log_sigma
 
   def _lstm_input(self, z_prev: tf.Tensor, h: tf.Tensor | None) -> tf.Tensor:
     """x_t = (z_{t-1}, 1x1 projection of h_t): [N, h, w, 2c] ([N, h, w, c] at the top level)."""
@@ -357,4 +385,5 @@ class LatentPrior(keras.layers.Layer):
     return {**super().get_config(), "latent_shape": self.latent_shape, "cond_channels": self.cond_channels,
             "kind": self.kind, "num_context": self.num_context, "depth": self.depth, "width": self.width,
             "dilations": self.dilations, "gating": self.gating, "skip": self.skip,
-            "pad_context": self.pad_context, "conv_dtype": self.conv_dtype}
+            "pad_context": self.pad_context, "conv_dtype": self.conv_dtype,
+            "mean_gradient_beta": self.mean_gradient_beta}

@@ -6,9 +6,11 @@ import contextlib
 import importlib.util
 import io
 import json
+import math
 import os
 import sys
 
+import numpy as np
 import pytest
 
 _BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
@@ -115,3 +117,21 @@ def test_frozen_flow_prior_refuses_more_than_its_clips(tiny_videoflow_run):
     _run_script("frozen_flow_prior", [f"--output_dir={output_dir}", f"--data_dir={data_dir}", "--num_train=8"])
   with pytest.raises(SystemExit, match="--num_train=100: the train split has only 64 clips"):  # tiny32: 64
     _run_script("frozen_flow_prior", [f"--output_dir={output_dir}", f"--data_dir={data_dir}", "--num_train=100"])
+
+
+def test_pixel_prior_starts_as_copying_the_last_frame_and_trains_with_every_loss():
+  """At step 0 the prior's mean is the last frame (zero-initialised output, temporal skip): its error is the
+  copy baseline's. Each loss trains a few steps to finite figures; grid diagonals are whole-pixel steps."""
+  module = _load_script("pixel_prior")
+  np.testing.assert_allclose(module.step_vector(1, "grid"), [-2.0, 2.0])  # NE
+  np.testing.assert_allclose(module.step_vector(1, "unit"), [-math.sqrt(2.0), math.sqrt(2.0)], rtol=1e-6)
+  np.testing.assert_allclose(module.step_vector(0, "unit"), module.step_vector(0, "grid"))  # E
+  for loss in ("beta_then_nll", "mse"):  # every training signal: beta_then_nll steps beta, then nll
+    evaluations = module.run(2, loss, width=8, num_train=8, num_test=4, batch_size=4, eval_every=2,
+                             log=lambda _: None)
+    first, last = evaluations[0], evaluations[-1]
+    assert first["step"] == 0 and last["step"] == 2
+    assert first["mse_mu"] == pytest.approx(first["mse_copy_prev"], rel=1e-4) and first["mse_copy_prev"] > 0
+    assert len(last["bits_per_frame"]) == 4 and np.all(np.isfinite(last["bits_per_frame"]))
+  with pytest.raises(ValueError, match="loss='l2'"):
+    module.run(1, "l2", num_train=4, num_test=2)

@@ -15,7 +15,7 @@ with Adam, frames 1-4 scored given frame 0. Every --eval_every steps it prints, 
   mse_mu           the squared error of the prior's mean (T = 0) for frames 2-4 given the true earlier frames;
   mse_copy_prev    the same for "the next frame equals the last one" (what the temporal skip starts from).
 --loss picks the training signal: nll (the exact likelihood, as VideoFlow trains), beta (the same loss, the
-mean's gradient scaled by stop_gradient(sigma^2): `prior_mean_gradient_beta=1`), mse (the mean alone, by squared
+mean's gradient scaled by stop_gradient(sigma^(2 --beta)): `prior_mean_gradient_beta=--beta`), mse (the mean alone, by squared
 error; sigma untrained), beta_then_nll (beta for the first half of the steps, then nll). Prints JSON lines.
 """
 
@@ -78,7 +78,7 @@ def to_latents(clips: np.ndarray, rng: np.random.Generator, scale: float) -> np.
 
 
 def run(steps: int, loss: str = "nll", diagonals: str = "grid", width: int = 32, depth: int = 1,
-        num_context: int = 2, scale: float = 16.0, num_train: int = 4000, num_test: int = 400,
+        num_context: int = 2, scale: float = 16.0, beta: float = 1.0, num_train: int = 4000, num_test: int = 400,
         batch_size: int = 32, learning_rate: float = 1e-3, eval_every: int = 250, seed: int = 0, log=print):
   """Trains the prior and returns the list of evaluations (each also passed to `log` as a JSON line)."""
   if loss not in LOSSES or diagonals not in ("unit", "grid"):
@@ -107,10 +107,10 @@ def run(steps: int, loss: str = "nll", diagonals: str = "grid", width: int = 32,
     mu, log_sigma = teacher_forced_params(z, 1)
     if kind == "mse":
       return tf.reduce_mean((mu - z[:, 1:]) ** 2)
-    # beta: the exact loss, the mean's gradient scaled by sigma^2 (z has no gradient, so the whole mean's
-    # gradient is the mean change's, as with prior_mean_gradient_beta=1)
-    sigma2 = tf.stop_gradient(tf.exp(2.0 * log_sigma))
-    mu = tf.stop_gradient(mu) + (mu - tf.stop_gradient(mu)) * sigma2
+    # beta: the exact loss, the mean's gradient scaled by sigma^(2 beta) (z has no gradient, so the whole mean's
+    # gradient is the mean change's, as with prior_mean_gradient_beta=beta)
+    weight = tf.stop_gradient(tf.exp(2.0 * beta * log_sigma))
+    mu = tf.stop_gradient(mu) + (mu - tf.stop_gradient(mu)) * weight
     nll = 0.5 * ((z[:, 1:] - mu) / tf.exp(log_sigma)) ** 2 + log_sigma + 0.5 * math.log(2.0 * math.pi)
     return tf.reduce_mean(tf.reduce_sum(nll, [2, 3, 4])) / dims
 
@@ -158,13 +158,16 @@ def main():
   parser.add_argument("--depth", type=int, default=1, help="prior_depth (videoflow_cpu: 1)")
   parser.add_argument("--num_context", type=int, default=2)
   parser.add_argument("--scale", type=float, default=16.0)
+  parser.add_argument("--beta", type=float, default=1.0, help="b of --loss=beta and beta_then_nll")
   parser.add_argument("--eval_every", type=int, default=250)
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args()
   for flag in ("steps", "width", "depth", "num_context", "eval_every"):
     if getattr(args, flag) < (0 if flag == "steps" else 1):
       raise SystemExit(f"--{flag}={getattr(args, flag)} is out of range")
-  run(args.steps, args.loss, args.diagonals, args.width, args.depth, args.num_context, args.scale,
+  if not args.beta >= 0:
+    raise SystemExit(f"--beta={args.beta} must be >= 0")
+  run(args.steps, args.loss, args.diagonals, args.width, args.depth, args.num_context, args.scale, args.beta,
       eval_every=args.eval_every, seed=args.seed)
 
 

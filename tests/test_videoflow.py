@@ -161,7 +161,6 @@ def test_sampling_state_reproduces_the_teacher_forced_log_prob(kind, cond_channe
     np.testing.assert_allclose(np.stack(stepped, 1), whole[:, num_context:], rtol=1e-5, atol=1e-4)
 
 
-
 @pytest.mark.parametrize("beta", [0.5, 1.0])
 @pytest.mark.parametrize("kind", PRIOR_KINDS)
 def test_mean_gradient_beta_scales_only_the_gradient_that_reaches_the_mean_change(kind, beta):
@@ -394,6 +393,10 @@ def test_bad_input():
     model.sample({"video": _video(1, 1)}, 2, temperature=-1.0)
   with pytest.raises(ValueError, match="no frame to score"):
     model.log_prob_bpp({"video": _video(1, 1)}, 1)
+  with pytest.raises(HParamsError, match="prior_mean_gradient_beta=-1"):
+    override(videoflow_tiny(), "prior_mean_gradient_beta=-1")
+  with pytest.raises(ValueError, match="prior_mean_gradient_beta=nan"):
+    LatentPrior((4, 4, 2), 0, mean_gradient_beta=float("nan"))
 
 
 def test_short_training_lowers_held_out_bpp(tmp_path):

@@ -32,16 +32,18 @@ import t2v  # noqa: F401  (before TensorFlow: t2v's CPU-kernel default, see t2v/
 import keras
 import tensorflow as tf
 
+from t2v.models.videoflow_hparams import videoflow_cpu
 from t2v.models.videoflow_prior import LatentPrior
 from t2v.problems import stochastic_shapes
 
-FRAME_SIZE = 32
-NUM_FRAMES = 5
-SPEED = 2.0  # px/frame at 32x32 (stochastic_shapes' rule)
-SIZES = (3, 4, 5)  # shape sizes at 32x32 (stochastic_shapes' rule)
+_CONFIG = stochastic_shapes.CONFIGS["small_centred"]  # the clips' geometry: frame size, length, sizes, speed
+FRAME_SIZE = _CONFIG.frame_size
+NUM_FRAMES = _CONFIG.num_frames
+SPEED = float(_CONFIG.speed)  # px/frame
+SIZES = tuple(_CONFIG.sizes)
 SQUEEZE = 2  # cells of VideoFlow's lowest level: 2x2 pixels
 LOSSES = ("nll", "beta", "mse", "beta_then_nll")
-_CLIP_NORM = 50.0  # the VideoFlow presets' clip_grad_norm
+_CLIP_NORM = videoflow_cpu().clip_grad_norm  # the prior's size and clipping are videoflow_cpu's
 
 
 def step_vector(direction: int, diagonals: str) -> np.ndarray:
@@ -61,6 +63,7 @@ def make_clips(num: int, seed: int, diagonals: str) -> np.ndarray:
   for _ in range(num):
     step = step_vector(int(rng.integers(8)), diagonals)
     positions = np.full(2, FRAME_SIZE / 2.0)[None] + np.arange(NUM_FRAMES)[:, None] * step[None]  # [T, 2]
+    # (centred: the config's start_jitter is 0)
     mask = stochastic_shapes.shape_mask(int(rng.integers(len(stochastic_shapes.SHAPES))),
                                         int(rng.choice(SIZES)), positions.astype(np.float32), FRAME_SIZE)
     color = np.asarray(colors[rng.integers(len(colors))], np.uint8)

@@ -350,6 +350,13 @@ class LatentPrior(keras.layers.Layer):
     z: [B, T, h, w, c] latents of this level; h: [B, T, h, w, cond_channels] or None (top level).
     conv_lstm runs its recurrence from t = 1 whatever `first` is, so frame t's state has seen all of z_<t.
     """
+    return tf.concat([self._log_prob_frames(target, mu, log_sigma)
+                      for target, mu, log_sigma in self.sequence_params(z, h, first)], axis=1)
+
+  def sequence_params(self, z: tf.Tensor, h: tf.Tensor | None, first: int):
+    """Teacher-forced parameters of frames t = first .. T-1, in up to two consecutive parts (frames under the
+    unconditional prior, then under the conditional one): a list of (z_t [B, n, h, w, c], mu and log_sigma
+    [B*n, h, w, c]). Arguments as `sequence_log_prob`'s."""
     num_frames = z.shape[1]
     k = self.num_context
     parts = []
@@ -357,8 +364,7 @@ class LatentPrior(keras.layers.Layer):
     if first < uncond_end:  # frames first .. min_context-1: unconditional prior
       zs = take(z, first, uncond_end, axis=1)  # [B, n, h, w, c]
       hs = None if h is None else _fold(take(h, first, uncond_end, axis=1))  # [B*n, h, w, cond]
-      mu, log_sigma = self.unconditional_params(hs, tf.shape(zs)[0] * tf.shape(zs)[1])
-      parts.append(self._log_prob_frames(zs, mu, log_sigma))
+      parts.append((zs, *self.unconditional_params(hs, tf.shape(zs)[0] * tf.shape(zs)[1])))
     cond_start = max(first, self.min_context)
     if cond_start < num_frames:  # frames t >= min_context: conditional prior
       if self.is_recurrent:
@@ -372,8 +378,8 @@ class LatentPrior(keras.layers.Layer):
         past_windows = windows(past, k, axis=1)  # [B, n, K, h, w, c]
         ht = None if h is None else _fold(take(h, cond_start, None, axis=1))  # [B*n, h, w, cond]
         mu, log_sigma = self.conditional_params(_fold(past_windows), ht)
-      parts.append(self._log_prob_frames(take(z, cond_start, None, axis=1), mu, log_sigma))
-    return tf.concat(parts, axis=1)
+      parts.append((take(z, cond_start, None, axis=1), mu, log_sigma))
+    return parts
 
   def _log_prob_frames(self, z: tf.Tensor, mu: tf.Tensor, log_sigma: tf.Tensor) -> tf.Tensor:
     """log-probs [B, n] of frames z [B, n, h, w, c] under (mu, log_sigma) [B*n, h, w, c]."""

@@ -374,6 +374,61 @@ def test_ablations_build_and_train(changes):
   assert not missing, f"no gradient reaches {missing}"
 
 
+def test_prior_mean_error_weight_adds_the_means_error_and_trains_only_the_priors():
+  """prior_mean_error_weight = w: the training loss is the exact one plus w x the priors' teacher-forced means'
+  squared error relative to copying the previous latent, averaged over levels, which matches the sampler's
+  means computed here frame by frame; the bpp and the flow's gradients are those of the exact objective; the
+  priors' gradients change."""
+  overrides = dict(num_target=3, num_train_frames=4, num_context_latents=2, pad_context=True)
+  exact, weighted = _model(**overrides), _model(**overrides, prior_mean_error_weight=0.7)
+  video = _video(2, 4)
+  batch = {"video": video, "seed": tf.constant([3, 4])}
+  exact.initialize({"video": video})
+  _randomise(exact)
+  weighted.set_weights(exact.get_weights())
+
+  def loss_and_grads(model):
+    with tf.GradientTape() as tape:
+      loss, metrics = model.compute_loss(batch, training=True)
+      mean_loss = tf.reduce_mean(loss)
+    return loss, metrics, tape.gradient(mean_loss, model.trainable_weights)
+
+  exact_loss, exact_metrics, exact_grads = loss_and_grads(exact)
+  loss, metrics, grads = loss_and_grads(weighted)
+  np.testing.assert_array_equal(metrics["bpp"], exact_metrics["bpp"])
+  np.testing.assert_allclose(loss, exact_loss + 0.7 * metrics["prior_mean_relative_error"], rtol=1e-6)
+  # the error by hand: the sampler's means given the true earlier latents, frames 1..3 (num_cond_frames = 1)
+  zs, hs, _ = exact.encode_latents(dequantize(video, batch["seed"]) - 0.5)
+  relative = []
+  for level, prior in enumerate(exact.priors):
+    h_at = lambda t: hs[level][:, t] if level < len(hs) else None
+    state = prior.context_state(zs[level][:, :1], None if level >= len(hs) else hs[level][:, :1])
+    error = copy = 0.0
+    for t in range(1, 4):
+      mu, _, state = prior.params(state, h_at(t), t)
+      error += tf.reduce_sum((zs[level][:, t] - mu) ** 2, axis=[1, 2, 3]).numpy()
+      copy += tf.reduce_sum((zs[level][:, t] - zs[level][:, t - 1]) ** 2, axis=[1, 2, 3]).numpy()
+      state = prior.advance(state, zs[level][:, t])
+    relative.append(error / copy)
+  np.testing.assert_allclose(metrics["prior_mean_relative_error"], np.mean(relative, 0), rtol=1e-4)
+  assert np.abs(np.asarray(relative) - 1).max() > 5e-3, "the randomised priors' means are the copies"
+  prior_weights = {id(v) for prior in weighted.priors for v in prior.trainable_weights}
+  prior_changed = False
+  for v, g_exact, g in zip(weighted.trainable_weights, exact_grads, grads):
+    name = v.path
+    if id(v) in prior_weights:
+      prior_changed |= not np.allclose(g, g_exact, rtol=1e-3)
+    else:
+      np.testing.assert_allclose(g, g_exact, rtol=1e-5, atol=1e-7, err_msg=name)
+  assert prior_changed, "the squared error's gradient never reached the priors"
+  with pytest.raises(HParamsError, match="prior_mean_error_weight=-1"):
+    override(videoflow_tiny(), "prior_mean_error_weight=-1")
+  with pytest.raises(HParamsError, match="prior_mean_error_weight=inf"):
+    override(videoflow_tiny(), "prior_mean_error_weight=inf")
+  with pytest.raises(ValueError, match="first=0"):
+    weighted._prior_mean_relative_error(zs, hs, 0)
+
+
 def test_ablation_switches_change_the_architecture():
   weights = lambda **kw: sum(int(np.prod(v.shape)) for v in _model(**kw).trainable_weights)
   base = weights()

@@ -47,6 +47,12 @@ class VideoFlowHParams(HParams):
   # exact. 0 is the paper's (exact) gradient. Session 10, small_centred, additive, K = 2, 1000 steps: b = 1
   # diverged (non-finite losses from step ~500); b = 0.5 trained but continued no motion (README).
   prior_mean_gradient_beta: float = 0.0
+  # w >= 0: training adds w x the squared error of every prior's teacher-forced mean (its T = 0 prediction of the
+  # target frames' latents) relative to copying the previous latent, averaged over levels; computed on
+  # stop_gradient latents, so it trains the priors' weights alone and never the flow. Every bpp (and the `bpp`
+  # metric) stays the exact likelihood. 0 (the default) is the paper's objective and builds no extra ops.
+  # Why: README, "Why the samples fail" (the likelihood's 1/sigma^2 weighting starves the moving object's cells).
+  prior_mean_error_weight: float = 0.0
   # Objective: frames of a training window that are conditioned on, not scored (0: the problem's
   # num_input_frames). Evaluation always uses the problem's protocol.
   num_cond_frames: int = 0
@@ -56,6 +62,9 @@ class VideoFlowHParams(HParams):
     if self.num_levels < 1 or self.depth < 1 or self.hidden_channels < 1:
       raise HParamsError(f"num_levels={self.num_levels}, depth={self.depth} and hidden_channels="
                        f"{self.hidden_channels} must be >= 1")
+    if not 0 <= self.prior_mean_error_weight < float("inf"):
+      raise HParamsError(f"prior_mean_error_weight={self.prior_mean_error_weight} must be a finite number >= 0 "
+                         "(0: the paper's objective)")
     if self.num_context_latents < 1:
       raise HParamsError(f"num_context_latents={self.num_context_latents} must be >= 1")
 

@@ -16,7 +16,10 @@ with Adam, frames 1-4 scored given frame 0. Every --eval_every steps it prints, 
   mse_copy_prev    the same for "the next frame equals the last one" (what the temporal skip starts from).
 --loss picks the training signal: nll (the exact likelihood, as VideoFlow trains), beta (the same loss, the
 mean's gradient scaled by stop_gradient(sigma^(2 --beta)): `prior_mean_gradient_beta=--beta`), mse (the mean alone, by squared
-error; sigma untrained), beta_then_nll (beta for the first half of the steps, then nll). Prints JSON lines.
+error; sigma untrained), beta_then_nll (beta for the first half of the steps, then nll), nll_mse (nll plus
+--mse_weight times the mean's squared error per dimension; the model's `prior_mean_error_weight` divides the
+error by the copy baseline's instead, because the flow's latents change scale, which pixels do not). Prints JSON
+lines.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ NUM_FRAMES = _CONFIG.num_frames
 SPEED = float(_CONFIG.speed)  # px/frame
 SIZES = tuple(_CONFIG.sizes)
 SQUEEZE = 2  # cells of VideoFlow's lowest level: 2x2 pixels
-LOSSES = ("nll", "beta", "mse", "beta_then_nll")
+LOSSES = ("nll", "beta", "mse", "beta_then_nll", "nll_mse")
 _CLIP_NORM = videoflow_cpu().clip_grad_norm  # the prior's size and clipping are videoflow_cpu's
 
 
@@ -81,8 +84,9 @@ def to_latents(clips: np.ndarray, rng: np.random.Generator, scale: float) -> np.
 
 
 def run(steps: int, loss: str = "nll", diagonals: str = "grid", width: int = 32, depth: int = 1,
-        num_context: int = 2, scale: float = 16.0, beta: float = 1.0, num_train: int = 4000, num_test: int = 400,
-        batch_size: int = 32, learning_rate: float = 1e-3, eval_every: int = 250, seed: int = 0, log=print):
+        num_context: int = 2, scale: float = 16.0, beta: float = 1.0, mse_weight: float = 1.0,
+        num_train: int = 4000, num_test: int = 400, batch_size: int = 32, learning_rate: float = 1e-3,
+        eval_every: int = 250, seed: int = 0, log=print):
   """Trains the prior and returns the list of evaluations (each also passed to `log` as a JSON line)."""
   if loss not in LOSSES or diagonals not in ("unit", "grid"):
     raise ValueError(f"loss={loss!r} must be one of {LOSSES} and diagonals={diagonals!r} 'unit' or 'grid'")
@@ -97,25 +101,24 @@ def run(steps: int, loss: str = "nll", diagonals: str = "grid", width: int = 32,
 
   def teacher_forced_params(z, first):
     """(mu, log_sigma) [N, T - first, h, w, c] of frames first .. T-1 from the true earlier frames."""
-    mus, log_sigmas = [], []
-    for t in range(first, NUM_FRAMES):
-      mu, log_sigma, _ = prior.params(prior.context_state(z[:, :t], None), None, t)
-      mus.append(mu)
-      log_sigmas.append(log_sigma)
-    return tf.stack(mus, 1), tf.stack(log_sigmas, 1)
+    parts = prior.sequence_params(z, None, first)  # frames first ..: [(z_t [N, n, ...], mu, log_sigma [N*n, ...])]
+    unfold = lambda x, target: tf.reshape(x, tf.shape(target))  # [N*n, h, w, c] -> [N, n, h, w, c]
+    return (tf.concat([unfold(mu, target) for target, mu, _ in parts], 1),
+            tf.concat([unfold(log_sigma, target) for target, _, log_sigma in parts], 1))
 
   def objective(kind, z):
-    if kind == "nll":
-      return -tf.reduce_mean(prior.sequence_log_prob(z, None, 1)) / dims
     mu, log_sigma = teacher_forced_params(z, 1)
+    squared_error = tf.reduce_mean((mu - z[:, 1:]) ** 2)
     if kind == "mse":
-      return tf.reduce_mean((mu - z[:, 1:]) ** 2)
-    # beta: the exact loss, the mean's gradient scaled by sigma^(2 beta) (z has no gradient, so the whole mean's
-    # gradient is the mean change's, as with prior_mean_gradient_beta=beta)
-    weight = tf.stop_gradient(tf.exp(2.0 * beta * log_sigma))
-    mu = tf.stop_gradient(mu) + (mu - tf.stop_gradient(mu)) * weight
+      return squared_error
+    if kind == "beta":
+      # the exact loss, the mean's gradient scaled by sigma^(2 beta) (z has no gradient, so the whole mean's
+      # gradient is the mean change's, as with prior_mean_gradient_beta=beta)
+      weight = tf.stop_gradient(tf.exp(2.0 * beta * log_sigma))
+      mu = tf.stop_gradient(mu) + (mu - tf.stop_gradient(mu)) * weight
     nll = 0.5 * ((z[:, 1:] - mu) / tf.exp(log_sigma)) ** 2 + log_sigma + 0.5 * math.log(2.0 * math.pi)
-    return tf.reduce_mean(tf.reduce_sum(nll, [2, 3, 4])) / dims
+    nll = tf.reduce_mean(tf.reduce_sum(nll, [2, 3, 4])) / dims
+    return nll + mse_weight * squared_error if kind == "nll_mse" else nll
 
   def make_step(kind):
     @tf.function(autograph=False)
@@ -162,6 +165,7 @@ def main():
   parser.add_argument("--num_context", type=int, default=2)
   parser.add_argument("--scale", type=float, default=16.0)
   parser.add_argument("--beta", type=float, default=1.0, help="b of --loss=beta and beta_then_nll")
+  parser.add_argument("--mse_weight", type=float, default=1.0, help="the squared error's weight in nll_mse")
   parser.add_argument("--eval_every", type=int, default=250)
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args()
@@ -170,8 +174,10 @@ def main():
       raise SystemExit(f"--{flag}={getattr(args, flag)} is out of range")
   if not args.beta >= 0:
     raise SystemExit(f"--beta={args.beta} must be >= 0")
+  if not 0 <= args.mse_weight < math.inf:
+    raise SystemExit(f"--mse_weight={args.mse_weight} must be a finite number >= 0")
   run(args.steps, args.loss, args.diagonals, args.width, args.depth, args.num_context, args.scale, args.beta,
-      eval_every=args.eval_every, seed=args.seed)
+      args.mse_weight, eval_every=args.eval_every, seed=args.seed)
 
 
 if __name__ == "__main__":

@@ -121,12 +121,13 @@ def test_frozen_flow_prior_refuses_more_than_its_clips(tiny_videoflow_run):
 
 def test_pixel_prior_starts_as_copying_the_last_frame_and_trains_with_every_loss():
   """At step 0 the prior's mean is the last frame (zero-initialised output, temporal skip): its error is the
-  copy baseline's. Every training signal (exact, beta, squared error) runs a few steps to finite figures; grid diagonals are whole-pixel steps."""
+  copy baseline's. Every training signal (exact, beta, squared error, exact plus squared error) runs a few steps
+  to finite figures; grid diagonals are whole-pixel steps."""
   module = _load_script("pixel_prior")
   np.testing.assert_allclose(module.step_vector(1, "grid"), [-2.0, 2.0])  # NE
   np.testing.assert_allclose(module.step_vector(1, "unit"), [-math.sqrt(2.0), math.sqrt(2.0)], rtol=1e-6)
   np.testing.assert_allclose(module.step_vector(0, "unit"), module.step_vector(0, "grid"))  # E
-  for loss in ("beta_then_nll", "mse"):  # every training signal: beta_then_nll steps beta, then nll
+  for loss in ("beta_then_nll", "mse", "nll_mse"):  # every training signal: beta_then_nll steps beta, then nll
     evaluations = module.run(2, loss, width=8, num_train=8, num_test=4, batch_size=4, eval_every=2,
                              log=lambda _: None)
     first, last = evaluations[0], evaluations[-1]

@@ -52,10 +52,7 @@ _CLIP_NORM = videoflow_cpu().clip_grad_norm  # the prior's size and clipping are
 def step_vector(direction: int, diagonals: str) -> np.ndarray:
   """(dy, dx) per frame in pixels: the dataset's unit vector times SPEED, or with --diagonals=grid the sign of
   each component times SPEED (whole pixels: the VideoFlow authors' (+-1, +-1) diagonal steps)."""
-  unit = np.asarray(stochastic_shapes.DIRECTIONS[tuple(stochastic_shapes.DIRECTIONS)[direction]], np.float64)
-  if diagonals == "grid":
-    unit = np.sign(np.round(unit, 6))
-  return SPEED * unit
+  return SPEED * stochastic_shapes.direction_vectors(grid_diagonals=diagonals == "grid")[direction]
 
 
 def make_clips(num: int, seed: int, diagonals: str) -> np.ndarray:

@@ -265,6 +265,28 @@ def test_shapes_start_jitter():
     shapes_lib.StochasticShapesConfig(name="bad", start_jitter=-1)
 
 
+def test_shapes_grid_diagonals():
+  # The authors' generator: centred starts and diagonals of (+-speed, +-speed) px, so every frame is the previous
+  # one translated by whole pixels (a one-cell shift of the 2x2-squeezed frame at 2 px/frame).
+  grid, unit = shapes_lib.CONFIGS["small_centred_grid"], shapes_lib.CONFIGS["small_centred"]
+  np.testing.assert_array_equal(shapes_lib.direction_vectors(True),
+                                [[0, 1], [-1, 1], [-1, 0], [-1, -1], [0, -1], [1, -1], [1, 0], [1, 1]])
+  np.testing.assert_allclose(np.linalg.norm(shapes_lib.direction_vectors(False), axis=-1), 1.0)
+  directions = set()
+  for i in range(100):
+    e, same = shapes_lib.sample_example(grid, "train", i), shapes_lib.sample_example(unit, "train", i)
+    assert all(e[k] == same[k] for k in ("shape", "color", "size", "direction"))  # only the path differs
+    step = 2.0 * shapes_lib.direction_vectors(True)[e["direction"]]
+    np.testing.assert_array_equal(e["positions"], 16.0 + np.arange(5)[:, None] * step[None])
+    for t in range(1, 5):  # each frame is the previous one rolled by the step, on a grey background
+      dy, dx = step.astype(int)
+      np.testing.assert_array_equal(e["video"][t], np.roll(e["video"][t - 1], (dy, dx), axis=(0, 1)))
+    directions.add(e["direction"])
+    if e["direction"] % 2:  # a diagonal: the unit-vector config lands off the grid, the grid config on it
+      assert not np.allclose(same["positions"][1], np.round(same["positions"][1]))
+  assert len(directions) == 8
+
+
 def test_bad_arguments(shapes_dir):
   problem = StochasticShapes(shapes_dir, config="tiny")
   with pytest.raises(ValueError, match=r"num_frames=6 must be in 1\.\.5"):

@@ -503,6 +503,25 @@ def test_config_sets_expected_speed():
   assert judge.WRONG_SPEED in judge.judge_video(example["video"], config=slow).codes
 
 
+def test_grid_diagonals_config():
+  # With the authors' grid diagonals a diagonal shape moves speed px along each axis: valid for the grid config,
+  # and sqrt(2) x too fast for the unit-vector config; axis-aligned moves are valid for both.
+  grid, unit = shapes_lib.CONFIGS["small_centred_grid"], shapes_lib.CONFIGS["small_centred"]
+  examples = [shapes_lib.sample_example(grid, "test", i) for i in range(64)]
+  results = judge.judge_videos(np.stack([e["video"] for e in examples]), config=grid)
+  assert all(r.valid for r in results), [r.reasons for r in results if not r.valid]
+  assert [r.direction for r in results] == [DIRECTION_NAMES[e["direction"]] for e in examples]
+  for example in examples:
+    as_unit = judge.judge_video(example["video"], config=unit)
+    if example["direction"] % 2:
+      assert as_unit.codes == (judge.WRONG_SPEED,), as_unit.reasons
+    else:
+      assert as_unit.valid, as_unit.reasons
+  diagonal = next(e for e in examples if e["direction"] % 2)
+  slow = shapes_lib.sample_example(unit, "test", examples.index(diagonal))["video"]  # the same draw, unit steps
+  assert judge.WRONG_SPEED in judge.judge_video(slow, config=grid).codes
+
+
 def test_lazy_reexports():
   assert metrics.judge_batch is judge.judge_batch and metrics.Judgement is judge.Judgement
   with pytest.raises(AttributeError, match="public names"):

@@ -13,8 +13,9 @@ nothing is learned) and accepts a video when, in every frame,
      the same in every frame, and r is one of the dataset's sizes;
 
 and when the centroids follow one straight line at the dataset's constant speed along one of the 8 DIRECTIONS:
-the best of the 8 ideal trajectories `start + t * speed * unit` stays within TRAJECTORY_TOLERANCE_PX of every
-centroid. A stationary object is invalid (the dataset's speed is never 0).
+the best of the 8 ideal trajectories `start + t * step` stays within TRAJECTORY_TOLERANCE_PX of every centroid,
+where `step` is speed x the direction's unit vector, or with the config's `grid_diagonals` (the authors' generator)
+speed x (+-1, +-1) for a diagonal. A stationary object is invalid (the dataset's speed is never 0).
 
     result = judge_video(video)                   # uint8 [T, H, W, 3] -> Judgement
     result.valid, result.reasons                  # True, []  or  False, ["colour changes: red, red, blue, ..."]
@@ -46,7 +47,8 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from t2v.problems.stochastic_shapes import BACKGROUND, COLORS, DIRECTIONS, SHAPES, StochasticShapesConfig
+from t2v.problems.stochastic_shapes import (BACKGROUND, COLORS, DIRECTIONS, SHAPES, StochasticShapesConfig,
+                                            direction_vectors)
 
 # ---- thresholds -------------------------------------------------------------------------------------
 
@@ -129,7 +131,6 @@ MOTION_CODES: tuple[str, ...] = (STATIONARY, DIRECTION_CHANGES, SPEED_CHANGES, N
 _COLOR_NAMES: tuple[str, ...] = tuple(COLORS)
 _DIRECTION_NAMES: tuple[str, ...] = tuple(DIRECTIONS)
 _PALETTE = np.asarray([COLORS[name] for name in _COLOR_NAMES], np.float64)  # [6, 3]
-_UNITS = np.asarray([DIRECTIONS[name] for name in _DIRECTION_NAMES], np.float64)  # [8, 2] (dy, dx)
 
 # A shape of size r covers a region of area kappa r^2 (circle pi r^2, square (2r)^2, triangle 2r * 2r / 2); the
 # rasterised count includes boundary pixels (the masks use <=), so sqrt(count / kappa) overestimates r by a
@@ -236,6 +237,7 @@ class _Expectation:
   frame_size: int
   sizes: tuple[int, ...]
   speed: float
+  steps: np.ndarray  # [8, 2] (dy, dx) px per frame of each of the 8 DIRECTIONS, in their order
   min_object_area: float
   max_stray_pixels: float
   max_foreground_pixels: float
@@ -254,6 +256,7 @@ def _expectation(frame_size: int, config: StochasticShapesConfig | None) -> _Exp
   sizes = tuple(int(s) for s in config.sizes)
   return _Expectation(
       frame_size=frame_size, sizes=sizes, speed=float(config.speed),
+      steps=float(config.speed) * direction_vectors(config.grid_diagonals),
       min_object_area=MIN_OBJECT_AREA_FRACTION * 2.0 * min(sizes) ** 2,
       max_stray_pixels=MAX_STRAY_FRACTION * frame_size * frame_size,
       max_foreground_pixels=MAX_FOREGROUND_FACTOR * (2 * max(sizes) + 1) ** 2)
@@ -485,7 +488,7 @@ def _judge_measured(m: dict[str, np.ndarray], expect: _Expectation) -> Judgement
   # Motion.
   direction = speed = None
   if usable.all() and len(usable) >= 2:
-    motion_reason, direction_index, speed = _judge_motion(m["centroid"], expect.speed)
+    motion_reason, direction_index, speed = _judge_motion(m["centroid"], expect.steps)
     if motion_reason is None:
       direction = _DIRECTION_NAMES[direction_index]
     else:
@@ -497,12 +500,19 @@ def _judge_measured(m: dict[str, np.ndarray], expect: _Expectation) -> Judgement
                    size_px=size_px, mean_rgb=mean_rgb.mean(axis=0), centroids=centroids)
 
 
-def _judge_motion(centroids: np.ndarray, speed: float) -> tuple[str | None, int, float]:
-  """(reason or None, direction index, fitted speed) for centroids [T, 2], T >= 2, at the dataset's `speed`."""
+def _judge_motion(centroids: np.ndarray, ideal_steps: np.ndarray) -> tuple[str | None, int, float]:
+  """(reason or None, direction index, fitted speed) for centroids [T, 2], T >= 2.
+
+  `ideal_steps` [8, 2]: the dataset's displacement per frame in each of the 8 directions.
+  """
   num_frames = len(centroids)
   t = np.arange(num_frames, dtype=np.float64)
-  # Best of the 8 ideal trajectories: residuals of c_t - t * speed * u_k around their mean (the best start).
-  residual = centroids[None] - t[None, :, None] * speed * _UNITS[:, None, :]  # [8, T, 2]
+  lengths_ideal = np.linalg.norm(ideal_steps, axis=-1)  # [8] the dataset's speed in each direction
+  units = ideal_steps / lengths_ideal[:, None]  # [8, 2]
+  speed = float(lengths_ideal.min())  # the axis-aligned speed; diagonals on the grid are sqrt(2) x faster
+  speeds = ", ".join(f"{v:g}" for v in sorted(set(np.round(lengths_ideal, 2))))
+  # Best of the 8 ideal trajectories: residuals of c_t - t * step_k around their mean (the best start).
+  residual = centroids[None] - t[None, :, None] * ideal_steps[:, None, :]  # [8, T, 2]
   residual = residual - residual.mean(axis=1, keepdims=True)
   best = int((residual ** 2).sum(axis=(1, 2)).argmin())
   worst = float(np.linalg.norm(residual[best], axis=-1).max())
@@ -520,28 +530,29 @@ def _judge_motion(centroids: np.ndarray, speed: float) -> tuple[str | None, int,
   moving = lengths >= STATIONARY_FRACTION * speed
   step_lengths = ", ".join(f"{n:.1f}" for n in lengths)
   if not moving.any():
-    return (f"{STATIONARY}: steps of {step_lengths} px, the dataset's shapes move {speed:g} px/frame", best,
+    return (f"{STATIONARY}: steps of {step_lengths} px, the dataset's shapes move {speeds} px/frame", best,
             fitted_speed)
   free_residual = centroids - centroids.mean(axis=0) - t_centred[:, None] * velocity[None]  # [T, 2]
   if np.linalg.norm(free_residual, axis=-1).max() <= CONSTANT_VELOCITY_PX:
-    heading = int((_UNITS @ velocity).argmax())
-    unit = _UNITS[heading]
+    heading = int((units @ velocity).argmax())
+    unit = units[heading]
     along, across = float(velocity @ unit), float(velocity @ np.asarray([-unit[1], unit[0]]))
-    if abs(along - speed) >= abs(across):
-      return (f"{WRONG_SPEED}: {fitted_speed:.2f} px/frame, the dataset's shapes move {speed:g} px/frame", best,
+    if abs(along - lengths_ideal[heading]) >= abs(across):
+      return (f"{WRONG_SPEED}: {fitted_speed:.2f} px/frame, the dataset's shapes move {lengths_ideal[heading]:g} "
+              f"px/frame {_DIRECTION_NAMES[heading]}", best,
               fitted_speed)
     return (f"{OFF_DIRECTION}: heading {math.degrees(math.atan2(across, along)):+.0f} degrees from "
             f"{_DIRECTION_NAMES[heading]}", best, fitted_speed)
-  headings = (steps @ _UNITS.T).argmax(axis=1)  # [T-1], nearest direction of each step
+  headings = (steps @ units.T).argmax(axis=1)  # [T-1], nearest direction of each step
   if np.unique(headings[moving]).size > 1:
     names = ", ".join(_DIRECTION_NAMES[k] if move else "-" for k, move in zip(headings, moving))
     return f"{DIRECTION_CHANGES}: steps head {names}", best, fitted_speed
-  unit = _UNITS[headings[moving][0]]
+  unit = units[headings[moving][0]]
   normal = np.asarray([-unit[1], unit[0]])
   if np.abs(free_residual @ normal).max() > np.abs(free_residual @ unit).max():
     return (f"{NOT_STRAIGHT}: centroids leave the fitted line by up to {np.abs(free_residual @ normal).max():.1f} "
             "px", best, fitted_speed)
-  return (f"{SPEED_CHANGES}: steps of {step_lengths} px, the dataset's shapes move {speed:g} px/frame", best,
+  return (f"{SPEED_CHANGES}: steps of {step_lengths} px, the dataset's shapes move {speeds} px/frame", best,
           fitted_speed)
 
 

@@ -7,7 +7,11 @@ one way, the direction, so a good stochastic model produces all eight and nothin
 
 Where a video starts: the default configs add a random integer jitter to the frame centre, so that many distinct
 videos exist and the test split is held out. The `centred` configs start every shape exactly at the centre, as
-the VideoFlow authors' own generator does (Tensor2Tensor's VideoStochasticShapes10k). This changes what a model
+the VideoFlow authors' own generator does (Tensor2Tensor's VideoStochasticShapes10k). That generator also moves
+diagonally on the pixel grid (speed px along each axis per frame), so every frame is the previous one translated
+by whole pixels; the default and `centred` configs move `speed` px along a unit vector, so a diagonal shape sits at
+fractional positions and its rasterised outline changes from frame to frame. The `centred_grid` and
+`small_centred_grid` configs do both, as the authors do. Centring changes what a model
 could learn. With a centred start, the shape's position in any later frame gives its direction, so one past
 frame (K = 1, the paper's shapes setting) is enough to continue the motion in principle; with jitter it is not,
 and continuing needs K >= 2. But a convolutional prior, as VideoFlow's and t2v's are, has no coordinates and
@@ -68,6 +72,17 @@ DIRECTIONS: dict[str, tuple[float, float]] = {
     "SE": (_DIAGONAL, _DIAGONAL),
 }
 
+
+def direction_vectors(grid_diagonals: bool = False) -> np.ndarray:
+  """One frame's displacement per unit of speed for each of the 8 DIRECTIONS, in their order; float64 [8, 2].
+
+  False: the unit vectors of DIRECTIONS (every direction moves `speed` px per frame). True: diagonals step
+  (+-1, +-1), so a shape moves `speed` px per frame along each axis and stays on the pixel grid, as in the VideoFlow
+  authors' generator; its diagonal moves are then sqrt(2) x longer than its axis-aligned ones.
+  """
+  units = np.asarray(list(DIRECTIONS.values()), np.float64)  # [8, 2] (dy, dx)
+  return np.sign(units) if grid_diagonals else units
+
 BACKGROUND = 128  # grey level of every background pixel, all channels
 
 # Shape sizes (r, in pixels) and speed (pixels per frame) at frame_size 32; they scale with the frame.
@@ -87,10 +102,12 @@ def _index(name_or_index: str | int, names: tuple[str, ...], what: str) -> int:
 
 
 def trajectory(direction: str | int, start_yx: tuple[float, float], speed: float,
-               num_frames: int) -> np.ndarray:
-  """Centres (y, x) of the shape in each frame: start + t * speed * DIRECTIONS[direction]; float32 [T, 2]."""
-  unit = np.asarray(DIRECTIONS[tuple(DIRECTIONS)[_index(direction, tuple(DIRECTIONS), "direction")]],
-                    np.float64)
+               num_frames: int, grid_diagonals: bool = False) -> np.ndarray:
+  """Centres (y, x) of the shape in each frame: start + t * speed * the direction's vector; float32 [T, 2].
+
+  The vector is DIRECTIONS[direction] or, with `grid_diagonals`, its signs (see `direction_vectors`).
+  """
+  unit = direction_vectors(grid_diagonals)[_index(direction, tuple(DIRECTIONS), "direction")]  # [2]
   steps = np.arange(num_frames, dtype=np.float64)[:, None]  # [T, 1]
   return (np.asarray(start_yx, np.float64)[None, :] + steps * speed * unit[None, :]).astype(np.float32)
 
@@ -112,7 +129,7 @@ def shape_mask(shape: str | int, size: int, positions: np.ndarray, frame_size: i
 
 def render_video(shape: str | int, color_rgb: tuple[int, int, int] | np.ndarray, size: int,
                  direction: str | int, start_yx: tuple[float, float], speed: float, num_frames: int,
-                 frame_size: int) -> np.ndarray:
+                 frame_size: int, grid_diagonals: bool = False) -> np.ndarray:
   """Renders one video: the shape in `color_rgb` on a BACKGROUND grey frame; uint8 [T, H, W, 3].
 
   Args:
@@ -121,11 +138,12 @@ def render_video(shape: str | int, color_rgb: tuple[int, int, int] | np.ndarray,
     size: r in pixels (see the module docstring for what r means per shape).
     direction: a name in DIRECTIONS or its index.
     start_yx: the centre (y, x) in frame 0.
-    speed: pixels per frame along the direction's unit vector.
+    speed: pixels per frame along the direction's unit vector (per axis with `grid_diagonals`).
     num_frames: T.
     frame_size: H = W.
+    grid_diagonals: diagonal moves step `speed` px along both axes (see `direction_vectors`).
   """
-  positions = trajectory(direction, start_yx, speed, num_frames)
+  positions = trajectory(direction, start_yx, speed, num_frames, grid_diagonals)
   mask = shape_mask(shape, size, positions, frame_size)  # [T, H, W]
   color = np.asarray(color_rgb, np.uint8).reshape(1, 1, 1, 3)
   return np.where(mask[..., None], color, np.uint8(BACKGROUND)).astype(np.uint8)  # [T, H, W, 3]
@@ -140,7 +158,8 @@ class StochasticShapesConfig(tfds.core.BuilderConfig):
   At frame_size 64: sizes (6, 8, 10) and speed 4 px/frame; at 32: (3, 4, 5) and 2 px/frame. A video's start is
   the frame centre plus a uniform integer jitter per axis, up to `start_jitter` pixels and never so far that the
   shape leaves the frame within `num_frames` frames (None: that limit alone; 0: always the centre). A config that
-  cannot keep its largest shape inside is rejected.
+  cannot keep its largest shape inside is rejected. With `grid_diagonals`, diagonal moves go `speed` px along each
+  axis (sqrt(2) x `speed` per frame) and stay on the pixel grid.
   """
 
   num_frames: int = 5
@@ -151,6 +170,8 @@ class StochasticShapesConfig(tfds.core.BuilderConfig):
   speed: float = 0.0
   # Largest |start - centre| per axis, in pixels; None: as far as each shape can go and stay in the frame.
   start_jitter: int | None = None
+  # Diagonal moves of `speed` px per axis (on the pixel grid, as the authors' generator) instead of per frame.
+  grid_diagonals: bool = False
 
   def __post_init__(self):
     if not self.sizes:
@@ -185,10 +206,16 @@ CONFIGS: dict[str, StochasticShapesConfig] = {
                                description="10000 train / 1000 test videos of 5x32x32x3 (CPU-sized training)"),
         StochasticShapesConfig(name="centred", start_jitter=0,
                                description="10000 train / 1000 test videos of 5x64x64x3, every shape starting at "
-                               "the frame centre (the paper's generator; 432 distinct videos)"),
+                               "the frame centre, diagonals along unit vectors (432 distinct videos)"),
         StochasticShapesConfig(name="small_centred", frame_size=32, start_jitter=0,
                                description="10000 train / 1000 test videos of 5x32x32x3, every shape starting at "
-                               "the frame centre (the paper's generator; 432 distinct videos)"),
+                               "the frame centre, diagonals along unit vectors (432 distinct videos)"),
+        StochasticShapesConfig(name="centred_grid", start_jitter=0, grid_diagonals=True,
+                               description="10000 train / 1000 test videos of 5x64x64x3 as the paper's generator "
+                               "makes them: centred starts, diagonals on the pixel grid (432 distinct videos)"),
+        StochasticShapesConfig(name="small_centred_grid", frame_size=32, start_jitter=0, grid_diagonals=True,
+                               description="10000 train / 1000 test videos of 5x32x32x3 as the paper's generator "
+                               "makes them: centred starts, diagonals on the pixel grid (432 distinct videos)"),
         StochasticShapesConfig(name="tiny", num_train=64, num_test=16,
                                description="64 train / 16 test videos of 5x64x64x3, for tests"),
         StochasticShapesConfig(name="tiny32", frame_size=32, num_train=64, num_test=16,
@@ -213,13 +240,13 @@ def sample_example(config: StochasticShapesConfig, split: str, index: int) -> di
   color_rgb = COLORS[tuple(COLORS)[color]]
   return {
       "video": render_video(shape, color_rgb, size, direction, start, config.speed, config.num_frames,
-                            config.frame_size),
+                            config.frame_size, config.grid_diagonals),
       "shape": shape,
       "color": color,
       "color_rgb": np.asarray(color_rgb, np.uint8),
       "size": size,
       "direction": direction,
-      "positions": trajectory(direction, start, config.speed, config.num_frames),
+      "positions": trajectory(direction, start, config.speed, config.num_frames, config.grid_diagonals),
       "speed": np.float32(config.speed),
   }
 

@@ -13,6 +13,8 @@ then keeps the motion going.
 
 --num_given=2 conditions the samples on two real frames instead (a diagnostic, not the problem's protocol: the
 direction is then known, so it measures whether the model continues a motion rather than whether it picks one).
+Then "valid_by_true_direction" splits both valid rates by the clip's true direction, e.g. to tell axis-aligned
+moves from diagonal ones.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import t2v  # noqa: F401  (before TensorFlow: t2v's CPU-kernel default, see t2v/
 import tensorflow as tf
 
 from t2v.metrics import shapes_judge
+from t2v.problems import stochastic_shapes
 from t2v.trainer.restore import restore_run
 
 _TOP_REASONS = 6  # reasons printed per summary, the most frequent first
@@ -33,6 +36,14 @@ _TOP_REASONS = 6  # reasons printed per summary, the most frequent first
 
 def _top_reasons(summary: shapes_judge.JudgeSummary) -> dict[str, int]:
   return dict(sorted(summary.reason_counts.items(), key=lambda kv: -kv[1])[:_TOP_REASONS])
+
+
+def _valid_by_direction(judged: list[list[shapes_judge.Judgement]], directions: np.ndarray) -> dict[str, float]:
+  """Valid rate of the decodes of the clips whose true direction is each of the 8 DIRECTIONS (None: no clip)."""
+  valid = np.asarray([[j.valid for j in row] for row in judged], np.float64)  # [N, D]
+  names = tuple(stochastic_shapes.DIRECTIONS)
+  return {name: (round(float(valid[directions == k].mean()), 3) if (directions == k).any() else None)
+          for k, name in enumerate(names)}
 
 
 def main():
@@ -59,6 +70,7 @@ def main():
     truth.append({k: batch[k].numpy() for k in ("shape", "color", "direction")})
   bpp = np.concatenate(bpp)[:args.num_examples]  # [N, num_target_frames]
   videos = np.concatenate(videos)[:args.num_examples]
+  directions = np.concatenate([t["direction"] for t in truth])[:args.num_examples]  # [N]
   result = {"checkpoint": config["checkpoint"], "num_examples": len(videos),
             "bpp": float(bpp.mean()), "bpp_per_frame": bpp.mean(0).round(4).tolist(), "samples": {}}
   num_given = args.num_given or spec.num_input_frames
@@ -88,6 +100,10 @@ def main():
                        "example_direction_entropy_bits": first.example_direction_entropy_bits,
                        "reasons": _top_reasons(first)},
     }
+    if num_given >= 2:  # the context fixes the direction: split the valid rates by it
+      result["samples"][str(temperature)]["valid_by_true_direction"] = {
+          "whole": _valid_by_direction(judged, directions), "first_move": _valid_by_direction(judged_first,
+                                                                                             directions)}
   print(json.dumps(result, indent=1))
 
 

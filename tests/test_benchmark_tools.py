@@ -70,6 +70,28 @@ def test_shapes_quality_judges_whole_videos_and_the_first_move(tiny_videoflow_ru
     assert first["num_videos"] == 8 and first["num_frames"] == [2]
 
 
+def test_shapes_quality_splits_valid_rates_by_true_direction():
+  from t2v.metrics import shapes_judge  # pylint: disable=import-outside-toplevel
+  from t2v.problems import stochastic_shapes  # pylint: disable=import-outside-toplevel
+  quality = _load_script("shapes_quality")
+  config = stochastic_shapes.CONFIGS["tiny32"]
+  examples = [stochastic_shapes.sample_example(config, "test", i) for i in range(12)]
+  videos = np.stack([e["video"] for e in examples])  # [12, 5, 32, 32, 3]
+  directions = np.asarray([e["direction"] for e in examples])
+  # Decode 0 continues each clip as the data does (valid); decode 1 stops it (stationary); decode 2 is valid only
+  # for the clips moving east or west.
+  stopped = np.repeat(videos[:, 1:2], 3, axis=1)
+  east_west = np.isin(directions, [0, 4])[:, None, None, None, None]
+  decodes = np.stack([videos[:, 2:], stopped, np.where(east_west, videos[:, 2:], stopped)], axis=1)
+  judged = shapes_judge.judge_continuation(videos[:, :2], decodes, config=config)
+  by_direction = quality._valid_by_direction(judged, directions)  # pylint: disable=protected-access
+  assert list(by_direction) == list(stochastic_shapes.DIRECTIONS)
+  for k, name in enumerate(stochastic_shapes.DIRECTIONS):
+    expected = None if not (directions == k).any() else (2 / 3 if k in (0, 4) else 1 / 3)
+    assert by_direction[name] == (None if expected is None else pytest.approx(expected, abs=1e-3)), name
+  assert any(value is None for value in by_direction.values())  # 12 clips leave some direction out
+
+
 def test_frozen_flow_prior_scores_the_models_own_bits_and_trains_only_the_priors(tiny_videoflow_run):
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from t2v.trainer.restore import restore_run  # pylint: disable=import-outside-toplevel

@@ -232,11 +232,10 @@ class JudgeSummary:
 
 @dataclasses.dataclass(frozen=True)
 class _Expectation:
-  """What a valid video of one frame size looks like: the dataset's sizes and speed, and derived pixel limits."""
+  """What a valid video of one frame size looks like: the dataset's sizes and steps, and derived pixel limits."""
 
   frame_size: int
   sizes: tuple[int, ...]
-  speed: float
   steps: np.ndarray  # [8, 2] (dy, dx) px per frame of each of the 8 DIRECTIONS, in their order
   min_object_area: float
   max_stray_pixels: float
@@ -255,7 +254,7 @@ def _expectation(frame_size: int, config: StochasticShapesConfig | None) -> _Exp
                      f"frame_size {config.frame_size}; pass the config the model was trained on, or config=None")
   sizes = tuple(int(s) for s in config.sizes)
   return _Expectation(
-      frame_size=frame_size, sizes=sizes, speed=float(config.speed),
+      frame_size=frame_size, sizes=sizes,
       steps=float(config.speed) * direction_vectors(config.grid_diagonals),
       min_object_area=MIN_OBJECT_AREA_FRACTION * 2.0 * min(sizes) ** 2,
       max_stray_pixels=MAX_STRAY_FRACTION * frame_size * frame_size,

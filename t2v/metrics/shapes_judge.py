@@ -499,6 +499,11 @@ def _judge_measured(m: dict[str, np.ndarray], expect: _Expectation) -> Judgement
                    size_px=size_px, mean_rgb=mean_rgb.mean(axis=0), centroids=centroids)
 
 
+def _speeds(lengths: np.ndarray) -> str:
+  """The distinct speeds of the 8 ideal steps, for the reasons: "2" or "2, 2.83"."""
+  return ", ".join(f"{v:g}" for v in sorted(set(np.round(lengths, 2))))
+
+
 def _judge_motion(centroids: np.ndarray, ideal_steps: np.ndarray) -> tuple[str | None, int, float]:
   """(reason or None, direction index, fitted speed) for centroids [T, 2], T >= 2.
 
@@ -509,7 +514,6 @@ def _judge_motion(centroids: np.ndarray, ideal_steps: np.ndarray) -> tuple[str |
   lengths_ideal = np.linalg.norm(ideal_steps, axis=-1)  # [8] the dataset's speed in each direction
   units = ideal_steps / lengths_ideal[:, None]  # [8, 2]
   speed = float(lengths_ideal.min())  # the axis-aligned speed; diagonals on the grid are sqrt(2) x faster
-  speeds = ", ".join(f"{v:g}" for v in sorted(set(np.round(lengths_ideal, 2))))
   # Best of the 8 ideal trajectories: residuals of c_t - t * step_k around their mean (the best start).
   residual = centroids[None] - t[None, :, None] * ideal_steps[:, None, :]  # [8, T, 2]
   residual = residual - residual.mean(axis=1, keepdims=True)
@@ -529,7 +533,8 @@ def _judge_motion(centroids: np.ndarray, ideal_steps: np.ndarray) -> tuple[str |
   moving = lengths >= STATIONARY_FRACTION * speed
   step_lengths = ", ".join(f"{n:.1f}" for n in lengths)
   if not moving.any():
-    return (f"{STATIONARY}: steps of {step_lengths} px, the dataset's shapes move {speeds} px/frame", best,
+    return (f"{STATIONARY}: steps of {step_lengths} px, the dataset's shapes move {_speeds(lengths_ideal)} px/frame",
+            best,
             fitted_speed)
   free_residual = centroids - centroids.mean(axis=0) - t_centred[:, None] * velocity[None]  # [T, 2]
   if np.linalg.norm(free_residual, axis=-1).max() <= CONSTANT_VELOCITY_PX:
@@ -551,7 +556,8 @@ def _judge_motion(centroids: np.ndarray, ideal_steps: np.ndarray) -> tuple[str |
   if np.abs(free_residual @ normal).max() > np.abs(free_residual @ unit).max():
     return (f"{NOT_STRAIGHT}: centroids leave the fitted line by up to {np.abs(free_residual @ normal).max():.1f} "
             "px", best, fitted_speed)
-  return (f"{SPEED_CHANGES}: steps of {step_lengths} px, the dataset's shapes move {speeds} px/frame", best,
+  return (f"{SPEED_CHANGES}: steps of {step_lengths} px, the dataset's shapes move {_speeds(lengths_ideal)} px/frame",
+          best,
           fitted_speed)
 
 

@@ -83,6 +83,7 @@ def direction_vectors(grid_diagonals: bool = False) -> np.ndarray:
   units = np.asarray(list(DIRECTIONS.values()), np.float64)  # [8, 2] (dy, dx)
   return np.sign(units) if grid_diagonals else units
 
+
 BACKGROUND = 128  # grey level of every background pixel, all channels
 
 # Shape sizes (r, in pixels) and speed (pixels per frame) at frame_size 32; they scale with the frame.

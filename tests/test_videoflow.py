@@ -16,11 +16,26 @@ from t2v.hparams import HParamsError, override
 from t2v.models.likelihood import bits_per_pixel, dequantize, quantize
 from t2v.models.videoflow import VideoFlow
 from t2v.models.videoflow_hparams import videoflow_tiny
-from t2v.models.videoflow_prior import PRIOR_KINDS, LatentPrior, gaussian
+from t2v.models.videoflow_prior import PRIOR_KINDS, LatentPrior, advect, gaussian
 from t2v.problems.spec import VideoSpec
 from t2v.trainer import optimizer as optimizer_lib
 
 tfd = tfp.distributions
+
+# the prior kinds, plus conv3d_net with the motion-compensated skip (latent_skip_kernel = 3)
+ADVECT = "conv3d_net+advect"
+PRIOR_VARIANTS = (*PRIOR_KINDS, ADVECT)
+
+
+def _prior_args(variant):
+  """LatentPrior's (kind, skip_kernel) of a PRIOR_VARIANTS entry."""
+  return ("conv3d_net", 3) if variant == ADVECT else (variant, 0)
+
+
+def _prior_hparams(variant):
+  """VideoFlow hparam overrides of a PRIOR_VARIANTS entry."""
+  kind, kernel = _prior_args(variant)
+  return {"prior": kind, "latent_skip_kernel": kernel}
 
 
 def _randomise(model, stddev=0.05, seed=0):
@@ -93,13 +108,14 @@ def test_frame_log_prob_equals_change_of_variables_by_autodiff():
 
 
 @pytest.mark.parametrize("pad_context", [False, True])
-@pytest.mark.parametrize("prior", PRIOR_KINDS)
+@pytest.mark.parametrize("prior", PRIOR_VARIANTS)
 def test_prior_is_causal(prior, pad_context):
   """The log-likelihood of frame t has zero gradient with respect to later frames, and a non-zero one with
   respect to its context: the last K frames for the windowed priors, every earlier frame for conv_lstm (its
   long memory reaches frames older than K). With pad_context frame 1 already sees frame 0; without, it
   uses the unconditional prior and sees no earlier frame."""
-  model = _model(num_input=1, num_target=4, prior=prior, num_context_latents=2, pad_context=pad_context)
+  model = _model(num_input=1, num_target=4, num_context_latents=2, pad_context=pad_context,
+                 **_prior_hparams(prior))
   _randomise(model)
   y = tf.Variable(tf.random.stateless_uniform([1, 5, 8, 8, 1], seed=[1, 1]) - 0.5)
   with tf.GradientTape(persistent=True) as tape:
@@ -122,7 +138,9 @@ def test_prior_is_causal(prior, pad_context):
 
 def _prior_and_latents(kind, cond_channels, num_frames=6, seed=0, pad_context=False):
   """A randomised LatentPrior (K = 2) with latents z [2, T, 4, 4, 2] and h [2, T, 4, 4, 3] (None at the top)."""
-  prior = LatentPrior((4, 4, 2), cond_channels, kind, num_context=2, depth=1, width=8, pad_context=pad_context)
+  kind, kernel = _prior_args(kind)
+  prior = LatentPrior((4, 4, 2), cond_channels, kind, num_context=2, depth=1, width=8, pad_context=pad_context,
+                      skip_kernel=kernel)
   z = tf.random.stateless_normal([2, num_frames, 4, 4, 2], seed=[seed, 1])
   h = tf.random.stateless_normal([2, num_frames, 4, 4, cond_channels], seed=[seed, 2]) if cond_channels else None
   prior.sequence_log_prob(z, h, 0)  # builds every layer
@@ -132,7 +150,7 @@ def _prior_and_latents(kind, cond_channels, num_frames=6, seed=0, pad_context=Fa
 
 @pytest.mark.parametrize("pad_context", [False, True])
 @pytest.mark.parametrize("cond_channels", [0, 3])
-@pytest.mark.parametrize("kind", PRIOR_KINDS)
+@pytest.mark.parametrize("kind", PRIOR_VARIANTS)
 def test_sequence_log_prob_from_first_is_the_tail_of_the_whole_sequence(kind, cond_channels, pad_context):
   """Scoring from `first` on gives the tail of scoring from 0: the conv_lstm state still reads every frame."""
   prior, z, h = _prior_and_latents(kind, cond_channels, pad_context=pad_context)
@@ -143,7 +161,7 @@ def test_sequence_log_prob_from_first_is_the_tail_of_the_whole_sequence(kind, co
 
 @pytest.mark.parametrize("pad_context", [False, True])
 @pytest.mark.parametrize("cond_channels", [0, 3])
-@pytest.mark.parametrize("kind", PRIOR_KINDS)
+@pytest.mark.parametrize("kind", PRIOR_VARIANTS)
 def test_sampling_state_reproduces_the_teacher_forced_log_prob(kind, cond_channels, pad_context):
   """initial_state / context_state, params and advance, stepped one frame at a time as the sampler does, give
   the log-probabilities of sequence_log_prob."""
@@ -191,6 +209,71 @@ def test_mean_gradient_beta_scales_only_the_gradient_that_reaches_the_mean_chang
   np.testing.assert_allclose(scaled_grad[:c], expected, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(scaled_grad[c:], exact_grad[c:], rtol=1e-5, atol=1e-6)
   assert not np.allclose(scaled_grad[:c], exact_grad[:c], rtol=1e-2), "the test's sigmas are all ~1"
+
+
+def test_advect_is_a_softmax_weighted_sum_of_reflected_shifts():
+  """advect against numpy: one-hot logits give an exact shift of the chosen past latent (the borders read the
+  reflected frame); random logits give the softmax-weighted sum of every (past latent, offset)."""
+  rng = np.random.default_rng(0)
+  past = rng.normal(size=(2, 2, 5, 6, 3)).astype(np.float32)  # [N, K, h, w, c]
+  padded = np.pad(past, [(0, 0), (0, 0), (1, 1), (1, 1), (0, 0)], mode="symmetric")  # numpy's = tf's SYMMETRIC
+  shifted = lambda j, dy, dx: padded[:, j, 1 + dy:6 + dy, 1 + dx:7 + dx]  # past[:, j][cell + (dy, dx)]
+  choices = [(j, dy, dx) for j in range(2) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+  for index in (4, 9 + 4, 9 + 2, 6):  # (z_{t-2}, 0), (z_{t-1}, 0), (z_{t-1}, (-1, 1)), (z_{t-2}, (1, -1))
+    logits = np.full((2, 5, 6, 18), -1e4, np.float32)
+    logits[..., index] = 0.0
+    np.testing.assert_allclose(advect(tf.constant(past), logits, 3, 2), shifted(*choices[index]), atol=1e-6)
+  logits = rng.normal(size=(2, 5, 6, 18)).astype(np.float32)
+  weights = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+  expected = sum(weights[..., i, None] * shifted(*choice) for i, choice in enumerate(choices))
+  np.testing.assert_allclose(advect(tf.constant(past), logits, 3, 2), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_motion_compensated_skip_starts_as_the_papers_skip_and_learns_a_shift_by_likelihood():
+  """latent_skip_kernel = 3: at initialisation the means are within 1 % of the paper's skip's (z_{t-1} + dz
+  with dz = 0); trained by the exact likelihood alone on latents that move one cell right per frame, the
+  advection weights come to read z_{t-1} one cell to the left, and the means' error falls to the cells that
+  enter the view (1 column in 10)."""
+  keras.utils.set_random_seed(0)
+  rng = np.random.default_rng(1)
+  canvas = (rng.normal(size=(32, 16, 16, 2)) * (rng.uniform(size=(32, 16, 16, 1)) < 0.3)).astype(np.float32)
+  z = tf.constant(np.stack([canvas[:, 3:13, 3 - t:13 - t] for t in range(4)], 1))  # [32, 4, 10, 10, 2]
+  prior = LatentPrior((10, 10, 2), 0, "conv3d_net", num_context=2, depth=1, width=16, skip_kernel=3)
+  prior.create_variables()
+  copy_error = float(tf.reduce_mean((z[:, 2:] - z[:, 1:-1]) ** 2))
+  mean_error = lambda: float(tf.reduce_mean(
+      (prior.sequence_params(z, None, 2)[0][1] - tf.reshape(z[:, 2:], [-1, 10, 10, 2])) ** 2))  # frames 2, 3
+  np.testing.assert_allclose(mean_error(), copy_error, rtol=0.01)
+  optimizer = keras.optimizers.Adam(0.01)
+  variables = [v for v in prior.trainable_weights if "first_frame" not in v.path]
+
+  @tf.function(autograph=False)
+  def step():
+    with tf.GradientTape() as tape:
+      loss = -tf.reduce_mean(prior.sequence_log_prob(z, None, 2))
+    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+
+  for _ in range(60):
+    step()
+  assert mean_error() < 0.3 * copy_error, (mean_error(), copy_error)
+  weights = prior.advection_weights(z[:, :2], None).numpy()  # [32, 10, 10, K=2, 3, 3]
+  assert weights.shape == (32, 10, 10, 2, 3, 3)
+  np.testing.assert_allclose(weights.sum((3, 4, 5)), 1.0, rtol=1e-5)
+  # z_t(q) = z_{t-1}(q + (0, -1)): z_{t-1} (index 1), offset (0, -1) (index (1, 0)), on the interior cells
+  # (with the learned logits unscaled, 1 x the conv, this weight stayed at 0.003-0.012, the identity 0.93-0.97)
+  assert weights[:, 1:-1, 1:-1, 1, 1, 0].mean() > 0.9, weights[:, 1:-1, 1:-1].mean((0, 1, 2))
+  with pytest.raises(ValueError, match="latent_skip_kernel=2"):
+    LatentPrior((4, 4, 2), 0, "conv3d_net", num_context=2, skip_kernel=2)
+  with pytest.raises(ValueError, match="'conv_net'"):
+    LatentPrior((4, 4, 2), 0, "conv_net", num_context=2, skip_kernel=3)
+  with pytest.raises(ValueError, match="skip=False|latent_skip=True"):
+    LatentPrior((4, 4, 2), 0, "conv3d_net", num_context=2, skip_kernel=3, skip=False)
+  for bad in ("latent_skip_kernel=2", "latent_skip_kernel=-1", "latent_skip_kernel=3,prior=conv_lstm",
+              "latent_skip_kernel=3,latent_skip=False"):
+    with pytest.raises(HParamsError, match="latent_skip_kernel="):
+      override(videoflow_tiny(), bad)
+  with pytest.raises(ValueError, match="needs latent_skip_kernel"):
+    LatentPrior((4, 4, 2), 0, "conv3d_net", num_context=2).advection_weights(z[:, :2, :4, :4], None)
 
 
 def test_causal_conv3d_never_sees_the_future():
@@ -358,7 +441,7 @@ def test_next_frame_score_matches_log_prob():
     {"prior": "conv_net"}, {"prior": "pointwise"}, {"prior_dilations": False}, {"prior_gating": False},
     {"latent_skip": False}, {"coupling": "additive", "coupling_activation": "gated"}, {"num_context_latents": 2},
     {"prior": "conv_lstm"}, {"prior": "conv_lstm", "latent_skip": False, "num_context_latents": 2},
-    {"prior_mean_gradient_beta": 1.0},
+    {"prior_mean_gradient_beta": 1.0}, {"latent_skip_kernel": 3, "num_context_latents": 2},
 ])
 def test_ablations_build_and_train(changes):
   model = _model(num_target=2, num_train_frames=3, **changes)
@@ -421,6 +504,18 @@ def test_prior_mean_error_weight_adds_the_means_error_and_trains_only_the_priors
     else:
       np.testing.assert_allclose(g, g_exact, rtol=1e-5, atol=1e-7, err_msg=name)
   assert prior_changed, "the squared error's gradient never reached the priors"
+  # prior_mean_error_levels = 1: the top level's error alone; the level below trains on the exact likelihood
+  top_only = _model(**overrides, prior_mean_error_weight=0.7, prior_mean_error_levels=1)
+  top_only.set_weights(exact.get_weights())
+  loss, metrics, grads = loss_and_grads(top_only)
+  np.testing.assert_allclose(metrics["prior_mean_relative_error"], relative[-1], rtol=1e-4)
+  np.testing.assert_allclose(loss, exact_loss + 0.7 * metrics["prior_mean_relative_error"], rtol=1e-6)
+  top_weights = {id(v) for v in top_only.priors[-1].trainable_weights}
+  for v, g_exact, g in zip(top_only.trainable_weights, exact_grads, grads):
+    if id(v) not in top_weights:
+      np.testing.assert_allclose(g, g_exact, rtol=1e-5, atol=1e-7, err_msg=v.path)
+  with pytest.raises(HParamsError, match="prior_mean_error_levels=3"):
+    override(videoflow_tiny(), "prior_mean_error_levels=3")  # videoflow_tiny has 2 levels
   with pytest.raises(HParamsError, match="prior_mean_error_weight=-1"):
     override(videoflow_tiny(), "prior_mean_error_weight=-1")
   with pytest.raises(HParamsError, match="prior_mean_error_weight=inf"):

@@ -56,7 +56,7 @@ class VideoFlow(VideoModel):
           latent_shape, 0 if top else self.glow.cond_shapes[level][-1], hp.prior, hp.num_context_latents,
           hp.prior_depth, hp.prior_width, hp.prior_dilations, hp.prior_gating, hp.latent_skip,
           hp.pad_context, conv_dtype=hp.conv_dtype, mean_gradient_beta=hp.prior_mean_gradient_beta,
-          name=f"prior_{level}"))
+          skip_kernel=hp.latent_skip_kernel, name=f"prior_{level}"))
     self.priors = track_layers(self, "prior", self.priors)
     self._initialized = self.add_weight(shape=(), dtype="int32", initializer="zeros", trainable=False,
                                         name="initialized")
@@ -112,7 +112,8 @@ class VideoFlow(VideoModel):
   def _prior_mean_relative_error(self, zs, hs, first: int) -> tf.Tensor:
     """How far every prior's teacher-forced mean (its T = 0 prediction) is from frames first .. T-1's latents,
     relative to copying each frame's previous latent: per level sum (mu - z_t)^2 / sum (z_t - z_{t-1})^2 over
-    the frames and cells, averaged over the levels: [B] (1 at the temporal skip's start, 0 for exact means).
+    the frames and cells, averaged over the levels (the top `prior_mean_error_levels` ones, or all when it is
+    0): [B] (1 at the temporal skip's start, 0 for exact means).
 
     Relative, so that it does not grow with the latents' scale, which the flow keeps changing (an absolute
     squared error grew 13-fold in 1000 steps and took the bpp with it). The latents are held fixed
@@ -121,8 +122,9 @@ class VideoFlow(VideoModel):
     if first < 1:
       raise ValueError(f"prior_mean_error_weight needs a conditioning frame to copy (first={first}): set "
                        "num_cond_frames >= 1")
+    num_levels = self.hparams.prior_mean_error_levels or len(self.priors)
     total = 0.0
-    for level, prior in enumerate(self.priors):
+    for level, prior in list(enumerate(self.priors))[-num_levels:]:  # the top num_levels levels
       z = tf.stop_gradient(zs[level])  # [B, T, h, w, c]
       h = tf.stop_gradient(hs[level]) if level < len(hs) else None
       error = 0.0
@@ -132,7 +134,7 @@ class VideoFlow(VideoModel):
         error += tf.reduce_sum(tf.reshape(residual ** 2, [shape[0], -1]), axis=1)  # [B]
       copy = tf.reduce_sum((z[:, first:] - z[:, first - 1:-1]) ** 2, axis=[1, 2, 3, 4])  # [B]
       total += error / (copy + 1e-6)
-    return total / len(self.priors)
+    return total / num_levels
 
   def log_prob_bpp(self, batch, num_input_frames: int, seed: tf.Tensor | None = None) -> tf.Tensor:
     """Bits per pixel of every frame after the first `num_input_frames`, given them: [B, T - n]."""

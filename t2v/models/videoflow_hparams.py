@@ -42,6 +42,10 @@ class VideoFlowHParams(HParams):
   prior_dilations: bool = True  # parallel dilation rates 1, 2, 4 (appendix E ablation)
   prior_gating: bool = True  # gated activation units (appendix E ablation)
   latent_skip: bool = True  # mu = z_{t-1} + dz (appendix E ablation)
+  # 0: the paper's skip. Odd k >= 1: a motion-compensated skip (not in the paper; conv3d_net only): z_{t-1} is
+  # replaced by a per-cell convex combination of the K past latents' cells at offsets within k x k, its weights
+  # predicted by the prior (t2v/models/videoflow_prior.py), so a moving object can be shifted rather than redrawn.
+  latent_skip_kernel: int = 0
   # b >= 0: the gradient flowing back through the prior's predicted mean change dz is scaled by
   # stop_gradient(sigma^(2b)) (beta-NLL on the mean, t2v/models/videoflow_prior.py); the loss and every bpp stay
   # exact. 0 is the paper's (exact) gradient. Session 10, small_centred, additive, K = 2, 1000 steps: b = 1
@@ -53,6 +57,10 @@ class VideoFlowHParams(HParams):
   # metric) stays the exact likelihood. 0 (the default) is the paper's objective and builds no extra ops.
   # Why: README, "Why the samples fail" (the likelihood's 1/sigma^2 weighting starves the moving object's cells).
   prior_mean_error_weight: float = 0.0
+  # n >= 0: the mean-error term covers only the top n levels' priors (averaged over those), 0: every level. The top
+  # level is where the prior chooses and continues the object's motion; the levels below see it through h_t and
+  # can keep the exact likelihood's sharp details.
+  prior_mean_error_levels: int = 0
   # Objective: frames of a training window that are conditioned on, not scored (0: the problem's
   # num_input_frames). Evaluation always uses the problem's protocol.
   num_cond_frames: int = 0
@@ -65,6 +73,13 @@ class VideoFlowHParams(HParams):
     if not 0 <= self.prior_mean_error_weight < float("inf"):
       raise HParamsError(f"prior_mean_error_weight={self.prior_mean_error_weight} must be a finite number >= 0 "
                          "(0: the paper's objective)")
+    if not 0 <= self.prior_mean_error_levels <= self.num_levels:
+      raise HParamsError(f"prior_mean_error_levels={self.prior_mean_error_levels} must lie in [0, num_levels="
+                         f"{self.num_levels}] (0: every level)")
+    if self.latent_skip_kernel and (self.latent_skip_kernel < 0 or self.latent_skip_kernel % 2 == 0
+                                    or self.prior != "conv3d_net" or not self.latent_skip):
+      raise HParamsError(f"latent_skip_kernel={self.latent_skip_kernel} must be 0 or an odd number >= 1, and needs "
+                         f"prior=conv3d_net (got {self.prior}) with latent_skip=True (got {self.latent_skip})")
     if self.num_context_latents < 1:
       raise HParamsError(f"num_context_latents={self.num_context_latents} must be >= 1")
 

@@ -15,6 +15,18 @@ frame t's flow that continues above level l (a function of z_t^(>l); absent at t
               do not apply to it.)
 With the temporal skip connection mu = z_{t-1} + dz, otherwise mu = dz.
 
+A motion-compensated skip (`skip_kernel` = k > 0, conv3d_net only; not in the paper): the skip term z_{t-1} is
+replaced by an advected copy of the window, mu = sum_{j, d} a_{j, d} z_{t-K+j}[cell + d] + dz, a convex
+combination, per latent cell, of the K past latents' cells at offsets d in a k x k neighbourhood (dynamic neural
+advection, Finn et al., NeurIPS 2016). The weights a are a softmax over K*k*k logits: 10 x a zero-initialised
+1x1 conv of the network's last hidden features, offset so that at initialisation a puts 0.994 on (z_{t-1}, d = 0),
+about the paper's skip. (The factor 10 is a learning-rate multiplier for Adam, which scales every parameter's
+step alike: at 1 the logits moved too little in hundreds of steps to leave the identity; tests/test_videoflow.py.) Why: a moving object is a translated copy of itself, which the residual dz must otherwise learn
+to redraw cell by cell under the likelihood's 1/sigma^2 weighting (README, "Why the samples fail"); a shift is
+a few logits with their own gradients. At the lowest level a 2-px move is a one-cell shift of z_{t-1}; at a level
+of 4-px cells it is a one-cell shift of z_{t-2}, which the K >= 2 window offers. The borders repeat by
+reflection (a uniform background stays uniform).
+
 Training the mean (`mean_gradient_beta`). The exact likelihood's gradient with respect to mu at a latent cell is
 (z - mu) / sigma^2. On video the cells a moving object covers get a sigma tens of times the background's, so
 their error reaches the shared convolutions far more weakly than the background's dequantisation noise does.
@@ -99,6 +111,30 @@ def scale_gradient(x: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
   return tf.stop_gradient(x) + (x - tf.stop_gradient(x)) * scale
 
 
+# The motion-compensated skip's initial logit for (z_{t-1}, offset 0), the others 0: with K*k*k = 18 choices its
+# weight starts at e^8 / (e^8 + 17) = 0.994. Its learned logits are 10 x a 1x1 conv (see the module docstring).
+_SKIP_IDENTITY_LOGIT = 8.0
+_SKIP_LOGIT_SCALE = 10.0
+
+
+def advect(past: tf.Tensor, logits: tf.Tensor, kernel: int, num_context: int) -> tf.Tensor:
+  """sum_{j, d} softmax(logits)_{j, d} past[:, j][cell + d]: [N, h, w, c].
+
+  past: [N, K, h, w, c] (K = num_context); logits: [N, h, w, K*kernel*kernel], ordered (j, dy, dx) with dy, dx in
+  -r .. r, r = kernel // 2. Cells beyond the border read the reflected frame (symmetric padding).
+  """
+  r = kernel // 2
+  patches = []
+  for j in range(num_context):
+    frame = tf.pad(past[:, j], [[0, 0], [r, r], [r, r], [0, 0]], mode="SYMMETRIC")  # [N, h+2r, w+2r, c]
+    shifted = [frame[:, dy:dy + tf.shape(past)[2], dx:dx + tf.shape(past)[3]]
+               for dy in range(kernel) for dx in range(kernel)]  # kernel^2 x [N, h, w, c]: offset (dy-r, dx-r)
+    patches.extend(shifted)
+  patches = tf.stack(patches, axis=3)  # [N, h, w, K*kernel^2, c]
+  weights = tf.nn.softmax(logits, axis=-1)  # [N, h, w, K*kernel^2]
+  return tf.einsum("nhwd,nhwdc->nhwc", weights, patches)
+
+
 def gaussian(mu: tf.Tensor, log_sigma: tf.Tensor) -> tfd.Distribution:
   """A factorised Gaussian over [h, w, c] events."""
   return tfd.Independent(tfd.Normal(mu, tf.exp(log_sigma)), reinterpreted_batch_ndims=3)
@@ -120,6 +156,8 @@ class LatentPrior(keras.layers.Layer):
     skip: temporal skip connection mu = z_{t-1} + dz (ablation when False).
     pad_context: frames 1 .. K-1 use the conditional prior on zero-padded windows instead of the unconditional
       one (which then serves frame 0 only).
+    skip_kernel: k = 0 (the paper's skip z_{t-1}) or odd k >= 1: the motion-compensated skip over the K past
+      latents and k x k offsets (see the module docstring); conv3d_net with skip only.
     mean_gradient_beta: b >= 0: the gradient reaching dz is scaled by stop_gradient(sigma^(2b)) (see the module
       docstring); 0 is the exact likelihood's gradient.
     conv_dtype: dtype of the hidden convolutions of conv3d_net and conv_net ("float32" or "bfloat16", see
@@ -130,7 +168,7 @@ class LatentPrior(keras.layers.Layer):
   def __init__(self, latent_shape: tuple[int, int, int], cond_channels: int, kind: str = "conv3d_net",
                num_context: int = 1, depth: int = 5, width: int = 256, dilations: bool = True,
                gating: bool = True, skip: bool = True, pad_context: bool = False, conv_dtype: str = "float32",
-               mean_gradient_beta: float = 0.0, **kwargs):
+               mean_gradient_beta: float = 0.0, skip_kernel: int = 0, **kwargs):
     super().__init__(**kwargs)
     if kind not in PRIOR_KINDS:
       raise ValueError(f"prior={kind!r} must be one of {', '.join(PRIOR_KINDS)}")
@@ -138,6 +176,9 @@ class LatentPrior(keras.layers.Layer):
       raise ValueError(f"num_context_latents={num_context} must be >= 1")
     if not mean_gradient_beta >= 0:
       raise ValueError(f"prior_mean_gradient_beta={mean_gradient_beta} must be >= 0 (0: the exact gradient)")
+    if skip_kernel and (skip_kernel < 0 or skip_kernel % 2 == 0 or kind != "conv3d_net" or not skip):
+      raise ValueError(f"latent_skip_kernel={skip_kernel} must be 0 or an odd number >= 1, and needs "
+                       f"prior='conv3d_net' (got {kind!r}) with latent_skip=True (got {skip})")
     # ---- config
     self.latent_shape = tuple(latent_shape)
     self.cond_channels = cond_channels
@@ -151,6 +192,7 @@ class LatentPrior(keras.layers.Layer):
     self.pad_context = pad_context
     self.conv_dtype = check_conv_dtype(conv_dtype)
     self.mean_gradient_beta = float(mean_gradient_beta)
+    self.skip_kernel = skip_kernel
     c = latent_shape[-1]
     # ---- unconditional prior for frames without K predecessors
     if cond_channels:
@@ -167,6 +209,10 @@ class LatentPrior(keras.layers.Layer):
           ResidualBlock3D(width, rates, gating, conv_dtype=conv_dtype, name=f"residual_block_{i}")
           for i in range(depth)])
       self.output_conv = _conv2d(2 * c, 1, zero_init=True, name="output_conv")
+      if skip_kernel:
+        self.skip_logits = _conv2d(num_context * skip_kernel ** 2, 1, zero_init=True, name="skip_logits")
+        identity = num_context * skip_kernel ** 2 - 1 - skip_kernel ** 2 // 2  # (z_{t-1}, offset 0)
+        self._skip_offset = tf.one_hot(identity, num_context * skip_kernel ** 2) * _SKIP_IDENTITY_LOGIT
     elif kind == "conv_net":
       self.hidden = track_layers(self, "hidden", [
           _conv2d(width, 3, name=f"hidden_{i}", conv_dtype=conv_dtype) for i in range(depth)])
@@ -191,6 +237,8 @@ class LatentPrior(keras.layers.Layer):
       for block in self.blocks:
         block.build((None, k, h, w, self.width))
       self.output_conv.build((None, h, w, self.width))
+      if self.skip_kernel:
+        self.skip_logits.build((None, h, w, self.width))
     elif self.kind == "conv_net":
       channels = k * c + (c if self.cond_channels else 0)
       for layer in self.hidden:
@@ -236,13 +284,11 @@ class LatentPrior(keras.layers.Layer):
     k = self.num_context
     proj = None if h is None else self.cond_projection(h)  # [N, h, w, c]
     if self.kind == "conv3d_net":
-      x = past
-      if proj is not None:
-        x = tf.concat([x, tf.tile(proj[:, None], [1, k, 1, 1, 1])], axis=-1)  # [N, K, h, w, 2c]
-      x = self.input_conv(x)  # [N, K, h, w, width]
-      for block in self.blocks:
-        x = block(x)
-      out = self.output_conv(_last_frame(x))  # last time step: [N, h, w, 2c]
+      features = self._conv3d_features(past, proj)  # [N, h, w, width]
+      out = self.output_conv(features)  # [N, h, w, 2c]
+      if self.skip_kernel:  # the motion-compensated skip replaces z_{t-1}
+        logits = self._advection_logits(features)  # [N, h, w, K*k*k]
+        return self._output_params(out, advect(past, logits, self.skip_kernel, self.num_context))
     elif self.kind == "conv_net":
       shape = tf.shape(past)
       x = tf.reshape(tf.transpose(past, [0, 2, 3, 1, 4]),
@@ -259,8 +305,36 @@ class LatentPrior(keras.layers.Layer):
       return self._output_params(out, z_prev)
     return self._output_params(out, _last_frame(past))
 
+  def _conv3d_features(self, past: tf.Tensor, proj: tf.Tensor | None) -> tf.Tensor:
+    """conv3d_net's last hidden features [N, h, w, width] (the last time step) from past [N, K, h, w, c] and
+    the projection of h_t [N, h, w, c] (None at the top level)."""
+    x = past
+    if proj is not None:
+      x = tf.concat([x, tf.tile(proj[:, None], [1, self.num_context, 1, 1, 1])], axis=-1)  # [N, K, h, w, 2c]
+    x = self.input_conv(x)  # [N, K, h, w, width]
+    for block in self.blocks:
+      x = block(x)
+    return _last_frame(x)  # [N, h, w, width]
+
+  def _advection_logits(self, features: tf.Tensor) -> tf.Tensor:
+    """The motion-compensated skip's logits [N, h, w, K*k*k] from conv3d_net's last features."""
+    return _SKIP_LOGIT_SCALE * self.skip_logits(features) + self._skip_offset
+
+  def advection_weights(self, past: tf.Tensor, h: tf.Tensor | None) -> tf.Tensor:
+    """The motion-compensated skip's weights [N, h, w, K, k, k] for past [N, K, h, w, c] and h_t (None at the
+    top): per latent cell, how much of its mean's skip term is read from each past latent (oldest first) at each
+    offset (dy, dx) = (i - k // 2, j - k // 2). Shows the motion the prior has inferred."""
+    if not self.skip_kernel:
+      raise ValueError("advection_weights needs latent_skip_kernel > 0 (this prior uses the paper's skip)")
+    proj = None if h is None else self.cond_projection(h)
+    logits = self._advection_logits(self._conv3d_features(past, proj))  # [N, h, w, K*k*k]
+    k = self.skip_kernel
+    weights = tf.nn.softmax(logits, axis=-1)
+    return tf.reshape(weights, tf.concat([tf.shape(weights)[:3], [self.num_context, k, k]], 0))
+
   def _output_params(self, out: tf.Tensor, z_prev: tf.Tensor):
-    """(mu, log_sigma) [N, h, w, c] from the output conv's (dz, log sigma) [N, h, w, 2c] and z_{t-1}."""
+    """(mu, log_sigma) [N, h, w, c] from the output conv's (dz, log sigma) [N, h, w, 2c] and the skip term
+    z_prev (z_{t-1}, or its motion-compensated version)."""
     delta, raw_log_sigma = tf.split(out, 2, axis=-1)
     log_sigma = bounded_log_sigma(raw_log_sigma)
     if self.mean_gradient_beta:
@@ -392,4 +466,4 @@ class LatentPrior(keras.layers.Layer):
             "kind": self.kind, "num_context": self.num_context, "depth": self.depth, "width": self.width,
             "dilations": self.dilations, "gating": self.gating, "skip": self.skip,
             "pad_context": self.pad_context, "conv_dtype": self.conv_dtype,
-            "mean_gradient_beta": self.mean_gradient_beta}
+            "mean_gradient_beta": self.mean_gradient_beta, "skip_kernel": self.skip_kernel}

@@ -27,18 +27,20 @@ import time
 import t2v  # noqa: F401  (before TensorFlow: t2v's CPU-kernel default, see t2v/__init__.py)
 
 
-def measure_conv_peak(seconds: float = 4.0, window: float = 0.5, dtype: str = "float32") -> float:
+def measure_conv_peak(seconds: float = 4.0, window: float = 0.5, dtype: str = "float32",
+                      batch: int = 8, channels: int = 256) -> float:
   """FLOP/s of a large 3x3 convolution, the best the machine does on this model's dominant op.
 
   The best rate over `window`-second windows: on a shared virtual machine a single long average swings by 2x
-  from run to run (measured here: 88 to 219 GFLOP/s), the best window much less.
+  from run to run (measured here: 88 to 219 GFLOP/s), the best window much less. On a GPU, pass a larger
+  batch and width (main does: 64 x 512) so that one call is not bound by its launch.
   """
   import tensorflow as tf
-  x = tf.cast(tf.random.normal([8, 32, 32, 256]), dtype)  # in the model's conv_dtype: the bound it can reach
-  w = tf.cast(tf.random.normal([3, 3, 256, 256]), dtype)
+  x = tf.cast(tf.random.normal([batch, 32, 32, channels]), dtype)  # in the model's conv_dtype: its reachable bound
+  w = tf.cast(tf.random.normal([3, 3, channels, channels]), dtype)
   conv = tf.function(lambda x: tf.nn.conv2d(x, w, 1, "SAME"))
   conv(x).numpy()
-  flops = 2 * 8 * 32 * 32 * 9 * 256 * 256
+  flops = 2 * batch * 32 * 32 * 9 * channels * channels
   best, end = 0.0, time.perf_counter() + seconds
   while time.perf_counter() < end:
     runs, start = 0, time.perf_counter()
@@ -152,6 +154,9 @@ def run_config(args) -> dict:
       "train_step_gflop": round(flops / 1e9, 2), "achieved_gflops": round(flops / step_time / 1e9, 2),
       "sample_20_frames_seconds": sample_time,
       "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+      # on a GPU the step's memory is the device allocator's peak, not the process's resident memory
+      "peak_gpu_mib": (round(tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2 ** 20, 1)
+                       if tf.config.list_physical_devices("GPU") else None),
   }
 
 
@@ -167,11 +172,11 @@ def main():
   parser.add_argument("--skip_sampling", action="store_true", help="measure training only")
   args = parser.parse_args()
   result = run_config(args)
-  peak = measure_conv_peak(dtype=result["conv_dtype"])
-  result["conv_peak_gflops"] = round(peak / 1e9, 2)
-  result["fraction_of_conv_peak"] = round(result["achieved_gflops"] * 1e9 / peak, 3)
   import tensorflow as tf
   gpus = tf.config.list_physical_devices("GPU")
+  peak = measure_conv_peak(dtype=result["conv_dtype"], **({"batch": 64, "channels": 512} if gpus else {}))
+  result["conv_peak_gflops"] = round(peak / 1e9, 2)
+  result["fraction_of_conv_peak"] = round(result["achieved_gflops"] * 1e9 / peak, 3)
   result["device"] = f"{len(gpus)} GPU" if gpus else f"CPU, {os.cpu_count()} cores"
   print(json.dumps(result))
 

@@ -22,20 +22,24 @@ from t2v.trainer import optimizer as optimizer_lib
 
 tfd = tfp.distributions
 
-# the prior kinds, plus conv3d_net with the motion-compensated skip (latent_skip_kernel = 3)
+# the prior kinds, plus conv3d_net with the motion-compensated skip (latent_skip_kernel = 3), whose zero-padded
+# windows use the paper's skip (ADVECT) or advect too (ADVECT_PADDED)
 ADVECT = "conv3d_net+advect"
-PRIOR_VARIANTS = (*PRIOR_KINDS, ADVECT)
+ADVECT_PADDED = "conv3d_net+advect_padded"
+PRIOR_VARIANTS = (*PRIOR_KINDS, ADVECT, ADVECT_PADDED)
 
 
 def _prior_args(variant):
-  """LatentPrior's (kind, skip_kernel) of a PRIOR_VARIANTS entry."""
-  return ("conv3d_net", 3) if variant == ADVECT else (variant, 0)
+  """LatentPrior's (kind, skip_kernel, advect_padded) of a PRIOR_VARIANTS entry."""
+  if variant in (ADVECT, ADVECT_PADDED):
+    return "conv3d_net", 3, variant == ADVECT_PADDED
+  return variant, 0, False
 
 
 def _prior_hparams(variant):
   """VideoFlow hparam overrides of a PRIOR_VARIANTS entry."""
-  kind, kernel = _prior_args(variant)
-  return {"prior": kind, "latent_skip_kernel": kernel}
+  kind, kernel, padded = _prior_args(variant)
+  return {"prior": kind, "latent_skip_kernel": kernel, "latent_skip_kernel_padded": padded}
 
 
 def _randomise(model, stddev=0.05, seed=0):
@@ -138,9 +142,9 @@ def test_prior_is_causal(prior, pad_context):
 
 def _prior_and_latents(kind, cond_channels, num_frames=6, seed=0, pad_context=False):
   """A randomised LatentPrior (K = 2) with latents z [2, T, 4, 4, 2] and h [2, T, 4, 4, 3] (None at the top)."""
-  kind, kernel = _prior_args(kind)
+  kind, kernel, advect_padded = _prior_args(kind)
   prior = LatentPrior((4, 4, 2), cond_channels, kind, num_context=2, depth=1, width=8, pad_context=pad_context,
-                      skip_kernel=kernel)
+                      skip_kernel=kernel, advect_padded=advect_padded)
   z = tf.random.stateless_normal([2, num_frames, 4, 4, 2], seed=[seed, 1])
   h = tf.random.stateless_normal([2, num_frames, 4, 4, cond_channels], seed=[seed, 2]) if cond_channels else None
   prior.sequence_log_prob(z, h, 0)  # builds every layer
@@ -274,6 +278,37 @@ def test_motion_compensated_skip_starts_as_the_papers_skip_and_learns_a_shift_by
       override(videoflow_tiny(), bad)
   with pytest.raises(ValueError, match="needs latent_skip_kernel"):
     LatentPrior((4, 4, 2), 0, "conv3d_net", num_context=2).advection_weights(z[:, :2, :4, :4], None)
+
+
+@pytest.mark.parametrize("advect_padded", [False, True])
+def test_motion_compensated_skip_on_zero_padded_windows(advect_padded):
+  """With pad_context and K = 3, frames 1 and 2 have zero-padded windows: their means are the paper's
+  z_{t-1} + dz (advect_padded=False) or the advected window + dz (True); frames >= 3 always advect. Checked for the
+  teacher-forced and the sampler's parameters against dz and `advect` computed from the prior's own layers."""
+  k = 3
+  prior = LatentPrior((4, 4, 2), 3, "conv3d_net", num_context=k, depth=1, width=8, pad_context=True,
+                      skip_kernel=3, advect_padded=advect_padded)
+  z = tf.random.stateless_normal([2, 5, 4, 4, 2], seed=[3, 1])
+  h = tf.random.stateless_normal([2, 5, 4, 4, 3], seed=[3, 2])
+  prior.sequence_log_prob(z, h, 0)
+  _randomise(prior, stddev=0.3, seed=3)
+  (_, mu_all, _), = prior.sequence_params(z, h, 1)  # frames 1 .. 4: [2*4, 4, 4, 2]
+  mu_all = tf.reshape(mu_all, [2, 4, 4, 4, 2])
+  padded_z = tf.pad(z, [[0, 0], [k - 1, 0], [0, 0], [0, 0], [0, 0]])  # frame t's window: padded_z[:, t-1:t+2]
+  for t in range(1, 5):
+    past = padded_z[:, t - 1:t - 1 + k]  # [2, K, 4, 4, 2]
+    features = prior._conv3d_features(past, prior.cond_projection(h[:, t]))
+    delta = tf.split(prior.output_conv(features), 2, axis=-1)[0]
+    advected = advect(past, prior._advection_logits(features), 3, k)
+    skip = advected if (t >= k or advect_padded) else z[:, t - 1]
+    assert float(tf.reduce_max(tf.abs(advected - z[:, t - 1]))) > 0.05  # the two skips differ
+    np.testing.assert_allclose(mu_all[:, t - 1], skip + delta, rtol=1e-5, atol=1e-5)
+    mu, _, _ = prior.params(prior.context_state(z[:, :t], h[:, :t]), h[:, t], t)
+    np.testing.assert_allclose(mu, skip + delta, rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match="advect_padded=True needs"):
+    LatentPrior((4, 4, 2), 0, "conv3d_net", num_context=2, advect_padded=True)
+  with pytest.raises(HParamsError, match="latent_skip_kernel_padded=True needs"):
+    override(videoflow_tiny(), "latent_skip_kernel_padded=True")
 
 
 def test_causal_conv3d_never_sees_the_future():
@@ -482,17 +517,18 @@ def test_prior_mean_error_weight_adds_the_means_error_and_trains_only_the_priors
   np.testing.assert_allclose(loss, exact_loss + 0.7 * metrics["prior_mean_relative_error"], rtol=1e-6)
   # the error by hand: the sampler's means given the true earlier latents, frames 1..3 (num_cond_frames = 1)
   zs, hs, _ = exact.encode_latents(dequantize(video, batch["seed"]) - 0.5)
-  relative = []
+  relative, relative_full = [], []  # per level: frames 1..3, and frames 2..3 (full K = 2 windows)
   for level, prior in enumerate(exact.priors):
     h_at = lambda t: hs[level][:, t] if level < len(hs) else None
     state = prior.context_state(zs[level][:, :1], None if level >= len(hs) else hs[level][:, :1])
-    error = copy = 0.0
+    error, copy = {}, {}
     for t in range(1, 4):
       mu, _, state = prior.params(state, h_at(t), t)
-      error += tf.reduce_sum((zs[level][:, t] - mu) ** 2, axis=[1, 2, 3]).numpy()
-      copy += tf.reduce_sum((zs[level][:, t] - zs[level][:, t - 1]) ** 2, axis=[1, 2, 3]).numpy()
+      error[t] = tf.reduce_sum((zs[level][:, t] - mu) ** 2, axis=[1, 2, 3]).numpy()
+      copy[t] = tf.reduce_sum((zs[level][:, t] - zs[level][:, t - 1]) ** 2, axis=[1, 2, 3]).numpy()
       state = prior.advance(state, zs[level][:, t])
-    relative.append(error / copy)
+    relative.append(sum(error.values()) / sum(copy.values()))
+    relative_full.append((error[2] + error[3]) / (copy[2] + copy[3]))
   np.testing.assert_allclose(metrics["prior_mean_relative_error"], np.mean(relative, 0), rtol=1e-4)
   assert np.abs(np.asarray(relative) - 1).max() > 5e-3, "the randomised priors' means are the copies"
   prior_weights = {id(v) for prior in weighted.priors for v in prior.trainable_weights}
@@ -514,6 +550,16 @@ def test_prior_mean_error_weight_adds_the_means_error_and_trains_only_the_priors
   for v, g_exact, g in zip(top_only.trainable_weights, exact_grads, grads):
     if id(v) not in top_weights:
       np.testing.assert_allclose(g, g_exact, rtol=1e-5, atol=1e-7, err_msg=v.path)
+  # prior_mean_error_full_windows: frames 2, 3 alone (frame 1's window [0, z_0] is padded)
+  full = _model(**overrides, prior_mean_error_weight=0.7, prior_mean_error_full_windows=True)
+  full.set_weights(exact.get_weights())
+  loss, metrics, _ = loss_and_grads(full)
+  np.testing.assert_allclose(metrics["prior_mean_relative_error"], np.mean(relative_full, 0), rtol=1e-4)
+  np.testing.assert_allclose(loss, exact_loss + 0.7 * metrics["prior_mean_relative_error"], rtol=1e-6)
+  got = metrics["prior_mean_relative_error"].numpy()  # closer to frames 2..3's error than to frames 1..3's
+  assert np.abs(got - np.mean(relative, 0)).max() > 10 * np.abs(got - np.mean(relative_full, 0)).max()
+  with pytest.raises(HParamsError, match="num_train_frames=2 must exceed"):
+    override(videoflow_tiny(), "prior_mean_error_full_windows=True,num_context_latents=2,num_train_frames=2")
   with pytest.raises(HParamsError, match="prior_mean_error_levels=3"):
     override(videoflow_tiny(), "prior_mean_error_levels=3")  # videoflow_tiny has 2 levels
   with pytest.raises(HParamsError, match="prior_mean_error_weight=-1"):

@@ -56,7 +56,7 @@ class VideoFlow(VideoModel):
           latent_shape, 0 if top else self.glow.cond_shapes[level][-1], hp.prior, hp.num_context_latents,
           hp.prior_depth, hp.prior_width, hp.prior_dilations, hp.prior_gating, hp.latent_skip,
           hp.pad_context, conv_dtype=hp.conv_dtype, mean_gradient_beta=hp.prior_mean_gradient_beta,
-          skip_kernel=hp.latent_skip_kernel, name=f"prior_{level}"))
+          skip_kernel=hp.latent_skip_kernel, advect_padded=hp.latent_skip_kernel_padded, name=f"prior_{level}"))
     self.priors = track_layers(self, "prior", self.priors)
     self._initialized = self.add_weight(shape=(), dtype="int32", initializer="zeros", trainable=False,
                                         name="initialized")
@@ -118,10 +118,17 @@ class VideoFlow(VideoModel):
     Relative, so that it does not grow with the latents' scale, which the flow keeps changing (an absolute
     squared error grew 13-fold in 1000 steps and took the bpp with it). The latents are held fixed
     (stop_gradient), so this term trains the priors' weights alone, never the flow (`prior_mean_error_weight`).
+    With `prior_mean_error_full_windows` only frames t >= K count (their K-latent window holds no padding).
     """
     if first < 1:
       raise ValueError(f"prior_mean_error_weight needs a conditioning frame to copy (first={first}): set "
                        "num_cond_frames >= 1")
+    if self.hparams.prior_mean_error_full_windows:
+      first = max(first, self.hparams.num_context_latents)
+      if zs[0].shape[1] is not None and first >= zs[0].shape[1]:
+        raise ValueError(f"prior_mean_error_full_windows scores frames t >= num_context_latents="
+                         f"{self.hparams.num_context_latents}, but the window has {zs[0].shape[1]} frames: "
+                         "raise num_train_frames")
     num_levels = self.hparams.prior_mean_error_levels or len(self.priors)
     total = 0.0
     for level, prior in list(enumerate(self.priors))[-num_levels:]:  # the top num_levels levels

@@ -46,6 +46,10 @@ class VideoFlowHParams(HParams):
   # replaced by a per-cell convex combination of the K past latents' cells at offsets within k x k, its weights
   # predicted by the prior (t2v/models/videoflow_prior.py), so a moving object can be shifted rather than redrawn.
   latent_skip_kernel: int = 0
+  # With latent_skip_kernel: whether frames whose window is zero-padded in front (t < K, pad_context) advect too
+  # (session 15's runs did). False: they use the paper's skip z_{t-1}, because from one real latent the direction
+  # of the next move is an open choice, whose conditional mean (a blend of shifted copies) loses the object.
+  latent_skip_kernel_padded: bool = False
   # b >= 0: the gradient flowing back through the prior's predicted mean change dz is scaled by
   # stop_gradient(sigma^(2b)) (beta-NLL on the mean, t2v/models/videoflow_prior.py); the loss and every bpp stay
   # exact. 0 is the paper's (exact) gradient. Session 10, small_centred, additive, K = 2, 1000 steps: b = 1
@@ -61,6 +65,10 @@ class VideoFlowHParams(HParams):
   # level is where the prior chooses and continues the object's motion; the levels below see it through h_t and
   # can keep the exact likelihood's sharp details.
   prior_mean_error_levels: int = 0
+  # True: the mean-error term scores only frames t >= K, whose K-latent window holds no zero padding (with
+  # pad_context, frames 1 .. K-1 are left out). From fewer real latents than a motion needs the next move is an open
+  # choice, and its conditional mean (a blend of the possible moves) is not what the means should learn there.
+  prior_mean_error_full_windows: bool = False
   # Objective: frames of a training window that are conditioned on, not scored (0: the problem's
   # num_input_frames). Evaluation always uses the problem's protocol.
   num_cond_frames: int = 0
@@ -80,6 +88,11 @@ class VideoFlowHParams(HParams):
                                     or self.prior != "conv3d_net" or not self.latent_skip):
       raise HParamsError(f"latent_skip_kernel={self.latent_skip_kernel} must be 0 or an odd number >= 1, and needs "
                          f"prior=conv3d_net (got {self.prior}) with latent_skip=True (got {self.latent_skip})")
+    if self.prior_mean_error_full_windows and self.num_train_frames <= self.num_context_latents:
+      raise HParamsError(f"prior_mean_error_full_windows scores frames t >= num_context_latents="
+                         f"{self.num_context_latents}: num_train_frames={self.num_train_frames} must exceed it")
+    if self.latent_skip_kernel_padded and not self.latent_skip_kernel:
+      raise HParamsError("latent_skip_kernel_padded=True needs latent_skip_kernel > 0 (an odd kernel size)")
     if self.num_context_latents < 1:
       raise HParamsError(f"num_context_latents={self.num_context_latents} must be >= 1")
 

@@ -27,7 +27,10 @@ translated copy of itself, which the residual dz must otherwise learn to redraw 
 likelihood's 1/sigma^2 weighting (README, "Why the samples fail"); a shift is a few logits with their own
 gradients. At the lowest level a 2-px move is a one-cell shift of z_{t-1}; at a level
 of 4-px cells it is a one-cell shift of z_{t-2}, which the K >= 2 window offers. The borders repeat by
-reflection (a uniform background stays uniform).
+reflection (a uniform background stays uniform). A window zero-padded in front (frame t < K, with pad_context)
+holds fewer real latents than a motion needs, and the mean of an 8-way choice of direction is a blend of 8
+shifted copies in which the object vanishes (README, session 15): such frames use the paper's skip z_{t-1}, so
+the levels' noise chooses the move, unless `advect_padded` (session 15's behaviour).
 
 Training the mean (`mean_gradient_beta`). The exact likelihood's gradient with respect to mu at a latent cell is
 (z - mu) / sigma^2. On video the cells a moving object covers get a sigma tens of times the background's, so
@@ -160,6 +163,8 @@ class LatentPrior(keras.layers.Layer):
       one (which then serves frame 0 only).
     skip_kernel: k = 0 (the paper's skip z_{t-1}) or odd k >= 1: the motion-compensated skip over the K past
       latents and k x k offsets (see the module docstring); conv3d_net with skip only.
+    advect_padded: with skip_kernel, frames whose window is zero-padded (t < K) use the motion-compensated skip
+      too; False (the default): they use the paper's skip z_{t-1}.
     mean_gradient_beta: b >= 0: the gradient reaching dz is scaled by stop_gradient(sigma^(2b)) (see the module
       docstring); 0 is the exact likelihood's gradient.
     conv_dtype: dtype of the hidden convolutions of conv3d_net and conv_net ("float32" or "bfloat16", see
@@ -170,7 +175,7 @@ class LatentPrior(keras.layers.Layer):
   def __init__(self, latent_shape: tuple[int, int, int], cond_channels: int, kind: str = "conv3d_net",
                num_context: int = 1, depth: int = 5, width: int = 256, dilations: bool = True,
                gating: bool = True, skip: bool = True, pad_context: bool = False, conv_dtype: str = "float32",
-               mean_gradient_beta: float = 0.0, skip_kernel: int = 0, **kwargs):
+               mean_gradient_beta: float = 0.0, skip_kernel: int = 0, advect_padded: bool = False, **kwargs):
     super().__init__(**kwargs)
     if kind not in PRIOR_KINDS:
       raise ValueError(f"prior={kind!r} must be one of {', '.join(PRIOR_KINDS)}")
@@ -181,6 +186,8 @@ class LatentPrior(keras.layers.Layer):
     if skip_kernel and (skip_kernel < 0 or skip_kernel % 2 == 0 or kind != "conv3d_net" or not skip):
       raise ValueError(f"latent_skip_kernel={skip_kernel} must be 0 or an odd number >= 1, and needs "
                        f"prior='conv3d_net' (got {kind!r}) with latent_skip=True (got {skip})")
+    if advect_padded and not skip_kernel:
+      raise ValueError("advect_padded=True needs the motion-compensated skip: set latent_skip_kernel to an odd k")
     # ---- config
     self.latent_shape = tuple(latent_shape)
     self.cond_channels = cond_channels
@@ -195,6 +202,7 @@ class LatentPrior(keras.layers.Layer):
     self.conv_dtype = check_conv_dtype(conv_dtype)
     self.mean_gradient_beta = float(mean_gradient_beta)
     self.skip_kernel = skip_kernel
+    self.advect_padded = bool(advect_padded)
     c = latent_shape[-1]
     # ---- unconditional prior for frames without K predecessors
     if cond_channels:
@@ -275,10 +283,12 @@ class LatentPrior(keras.layers.Layer):
     mu, raw_log_sigma = tf.split(out, 2, axis=-1)
     return mu, bounded_log_sigma(raw_log_sigma)
 
-  def conditional_params(self, past: tf.Tensor, h: tf.Tensor | None):
+  def conditional_params(self, past: tf.Tensor, h: tf.Tensor | None, padded: tf.Tensor | None = None):
     """(mu, log_sigma) [N, h, w, c] from past [N, K, h, w, c] (oldest first) and h [N, h, w, cond_channels].
 
-    For the windowed kinds; conv_lstm reads a recurrent state instead (see `params`).
+    For the windowed kinds; conv_lstm reads a recurrent state instead (see `params`). padded: bool [N] or [],
+    which windows are zero-padded in front (frame t < K); with the motion-compensated skip they use z_{t-1}
+    (unless advect_padded). None: no window is.
     """
     if self.is_recurrent:
       raise ValueError(f"conditional_params takes a window of K latents, but prior={self.kind!r} carries a "
@@ -290,7 +300,10 @@ class LatentPrior(keras.layers.Layer):
       out = self.output_conv(features)  # [N, h, w, 2c]
       if self.skip_kernel:  # the motion-compensated skip replaces z_{t-1}
         logits = self._advection_logits(features)  # [N, h, w, K*k*k]
-        return self._output_params(out, advect(past, logits, self.skip_kernel, self.num_context))
+        skip = advect(past, logits, self.skip_kernel, self.num_context)  # [N, h, w, c]
+        if padded is not None and not self.advect_padded:
+          skip = tf.where(tf.reshape(padded, [-1, 1, 1, 1]), _last_frame(past), skip)
+        return self._output_params(out, skip)
     elif self.kind == "conv_net":
       shape = tf.shape(past)
       x = tf.reshape(tf.transpose(past, [0, 2, 3, 1, 4]),
@@ -407,7 +420,7 @@ class LatentPrior(keras.layers.Layer):
       state = z_prev, tuple(tf.where(t >= 1, new, old) for new, old in zip(stepped, lstm_state))
     else:
       z_prev = state[:, -1]
-      mu_c, log_sigma_c = self.conditional_params(state, h)
+      mu_c, log_sigma_c = self.conditional_params(state, h, padded=tf.convert_to_tensor(t) < self.num_context)
     mu_u, log_sigma_u = self.unconditional_params(h, tf.shape(z_prev)[0])
     use_context = t >= self.min_context
     return tf.where(use_context, mu_c, mu_u), tf.where(use_context, log_sigma_c, log_sigma_u), state
@@ -453,7 +466,11 @@ class LatentPrior(keras.layers.Layer):
         past = tf.pad(past, [[0, 0], [pad, 0], [0, 0], [0, 0], [0, 0]])  # [B, n+K-1, h, w, c]
         past_windows = windows(past, k, axis=1)  # [B, n, K, h, w, c]
         ht = None if h is None else _fold(take(h, cond_start, None, axis=1))  # [B*n, h, w, cond]
-        mu, log_sigma = self.conditional_params(_fold(past_windows), ht)
+        padded = None
+        if pad:  # frames cond_start .. K-1 have zero-padded windows
+          padded = tf.reshape(tf.tile(tf.constant([[t < k for t in range(cond_start, num_frames)]]),
+                                      [tf.shape(z)[0], 1]), [-1])  # [B*n]
+        mu, log_sigma = self.conditional_params(_fold(past_windows), ht, padded)
       parts.append((take(z, cond_start, None, axis=1), mu, log_sigma))
     return parts
 
@@ -468,4 +485,5 @@ class LatentPrior(keras.layers.Layer):
             "kind": self.kind, "num_context": self.num_context, "depth": self.depth, "width": self.width,
             "dilations": self.dilations, "gating": self.gating, "skip": self.skip,
             "pad_context": self.pad_context, "conv_dtype": self.conv_dtype,
-            "mean_gradient_beta": self.mean_gradient_beta, "skip_kernel": self.skip_kernel}
+            "mean_gradient_beta": self.mean_gradient_beta, "skip_kernel": self.skip_kernel,
+            "advect_padded": self.advect_padded}

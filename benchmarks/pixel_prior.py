@@ -19,7 +19,9 @@ mean's gradient scaled by stop_gradient(sigma^(2 --beta)): `prior_mean_gradient_
 error; sigma untrained), beta_then_nll (beta for the first half of the steps, then nll), nll_mse (nll plus
 --mse_weight times the mean's squared error per dimension; the model's `prior_mean_error_weight` divides the
 error by the copy baseline's instead, because the flow's latents change scale, which pixels do not).
---skip_kernel=k gives the prior the motion-compensated skip (`latent_skip_kernel=k`). Prints JSON lines.
+--skip_kernel=k gives the prior the motion-compensated skip (`latent_skip_kernel=k`); frame 1's zero-padded
+window then keeps the paper's skip unless --advect_padded (`latent_skip_kernel_padded`; session 15's figures were
+measured with it). Prints JSON lines.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ def to_latents(clips: np.ndarray, rng: np.random.Generator, scale: float) -> np.
 
 def run(steps: int, loss: str = "nll", diagonals: str = "grid", width: int = 32, depth: int = 1,
         num_context: int = 2, scale: float = 16.0, beta: float = 1.0, mse_weight: float = 1.0,
-        skip_kernel: int = 0, num_train: int = 4000, num_test: int = 400, batch_size: int = 32,
+        skip_kernel: int = 0, advect_padded: bool = False, num_train: int = 4000, num_test: int = 400, batch_size: int = 32,
         learning_rate: float = 1e-3, eval_every: int = 250, seed: int = 0, log=print):
   """Trains the prior and returns the list of evaluations (each also passed to `log` as a JSON line)."""
   if loss not in LOSSES or diagonals not in ("unit", "grid"):
@@ -91,7 +93,7 @@ def run(steps: int, loss: str = "nll", diagonals: str = "grid", width: int = 32,
   train = make_clips(num_train, seed, diagonals)
   z_test = to_latents(make_clips(num_test, seed + 1, diagonals), np.random.default_rng(seed + 2), scale)
   prior = LatentPrior(z_test.shape[2:], 0, "conv3d_net", num_context, depth, width, pad_context=True,
-                      skip_kernel=skip_kernel, name="prior")
+                      skip_kernel=skip_kernel, advect_padded=advect_padded, name="prior")
   prior.create_variables()
   optimizer = keras.optimizers.Adam(learning_rate)
   dims = FRAME_SIZE * FRAME_SIZE * 3 * math.log(2.0)  # nats -> bits per pixel dimension
@@ -166,6 +168,8 @@ def main():
   parser.add_argument("--mse_weight", type=float, default=1.0, help="the squared error's weight in nll_mse")
   parser.add_argument("--skip_kernel", type=int, default=0,
                       help="latent_skip_kernel: 0 the paper's skip, odd k the motion-compensated skip")
+  parser.add_argument("--advect_padded", action="store_true",
+                      help="with --skip_kernel, frame 1's zero-padded window advects too (latent_skip_kernel_padded)")
   parser.add_argument("--eval_every", type=int, default=250)
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args()
@@ -177,7 +181,7 @@ def main():
   if not 0 <= args.mse_weight < math.inf:
     raise SystemExit(f"--mse_weight={args.mse_weight} must be a finite number >= 0")
   run(args.steps, args.loss, args.diagonals, args.width, args.depth, args.num_context, args.scale, args.beta,
-      args.mse_weight, args.skip_kernel, eval_every=args.eval_every, seed=args.seed)
+      args.mse_weight, args.skip_kernel, args.advect_padded, eval_every=args.eval_every, seed=args.seed)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,10 @@ then keeps the motion going.
 direction is then known, so it measures whether the model continues a motion rather than whether it picks one).
 Then "valid_by_true_direction" splits both valid rates by the clip's true direction, e.g. to tell axis-aligned
 moves from diagonal ones.
+
+--reencode rolls out one frame at a time and conditions each next frame on the previous generated frames as
+8-bit images, encoded again by the flow, rather than on their sampled latents (a diagnostic: the model is a
+density over 8-bit frames, and its prior was trained on latents of encoded real frames only).
 """
 
 from __future__ import annotations
@@ -46,6 +50,20 @@ def _valid_by_direction(judged: list[list[shapes_judge.Judgement]], directions: 
           for k, name in enumerate(names)}
 
 
+def _rollout(model, context: np.ndarray, num_frames: int, temperature: float, seed: tuple[int, int],
+             reencode: bool) -> np.ndarray:
+  """uint8 [N, num_frames, H, W, C] after context: one `model.sample` call, or (reencode) one per frame, each
+  frame's uint8 output appended to the context that the next call encodes (frame t's seed: (seed[0], seed[1] +
+  100000 t))."""
+  if not reencode:
+    return model.sample({"video": context}, num_frames, temperature, seed=seed).numpy()
+  video = context
+  for t in range(num_frames):
+    frame = model.sample({"video": video}, 1, temperature, seed=(seed[0], seed[1] + 100000 * t)).numpy()
+    video = np.concatenate([video, frame], axis=1)
+  return video[:, context.shape[1]:]
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--output_dir", required=True)
@@ -56,6 +74,10 @@ def main():
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--num_given", type=int, default=0,
                       help="real frames the samples continue (default: the problem's conditioning frames)")
+  parser.add_argument("--reencode", action="store_true",
+                      help="roll out one frame at a time, each generated frame quantised to 8 bits and encoded "
+                           "again as context (the model's conditional of the next 8-bit frame given 8-bit frames), "
+                           "instead of continuing from the sampled latents")
   args = parser.parse_args()
 
   problem, model, config = restore_run(args.output_dir, args.data_dir)
@@ -77,12 +99,13 @@ def main():
   if not 1 <= num_given < spec.num_frames:
     raise SystemExit(f"--num_given={num_given} must be in [1, {spec.num_frames - 1}]")
   result["num_given"] = num_given
+  result["reencode"] = args.reencode
   context = videos[:, :num_given]
   for temperature in args.temperature:
     decodes = []
     for d in range(args.num_decodes):
-      frames = [model.sample({"video": context[i:i + 50]}, spec.num_frames - num_given, temperature,
-                             seed=(args.seed, 1000 * d + i)).numpy() for i in range(0, len(context), 50)]
+      frames = [_rollout(model, context[i:i + 50], spec.num_frames - num_given, temperature,
+                         (args.seed, 1000 * d + i), args.reencode) for i in range(0, len(context), 50)]
       decodes.append(np.concatenate(frames))
     generated = np.stack(decodes, axis=1)  # [N, D, T, H, W, 3]
     judged = shapes_judge.judge_continuation(context, generated, config=problem.config)

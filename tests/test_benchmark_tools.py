@@ -62,12 +62,31 @@ def test_shapes_quality_judges_whole_videos_and_the_first_move(tiny_videoflow_ru
   result = _run_script("shapes_quality", [f"--output_dir={output_dir}", f"--data_dir={data_dir}",
                                           "--num_examples=4", "--num_decodes=2", "--temperature", "0", "0.5"])
   assert result["num_examples"] == 4 and result["num_given"] == 1 and len(result["bpp_per_frame"]) == 4
+  assert result["reencode"] is False
   for temperature in ("0.0", "0.5"):
     samples, first = result["samples"][temperature], result["samples"][temperature]["first_move"]
     assert 0 <= samples["valid_rate"] <= samples["object_kept_rate"] <= 1
     assert 0 <= first["valid_rate"] <= 1 and 0 <= first["direction_entropy_bits"] <= 3
     # the first move is the 4 examples' 2 decodes, each judged on the given frame and the first generated one
     assert first["num_videos"] == 8 and first["num_frames"] == [2]
+
+
+def test_shapes_quality_reencode_conditions_each_frame_on_the_8_bit_frames_before_it(tiny_videoflow_run):
+  """--reencode: frame t of the rollout is the model's one-frame sample given the real frame and the generated
+  8-bit frames before it; the first frame is the plain rollout's; the two rollouts differ after it."""
+  from t2v.trainer.restore import restore_run  # pylint: disable=import-outside-toplevel
+  quality = _load_script("shapes_quality")
+  output_dir, data_dir = tiny_videoflow_run
+  problem, model, _ = restore_run(output_dir, data_dir)
+  video = next(iter(problem.dataset(problem.eval_split, batch_size=2, training=False)))["video"].numpy()
+  context = video[:, :1]
+  plain = quality._rollout(model, context, 3, 0.5, (0, 7), reencode=False)  # pylint: disable=protected-access
+  again = quality._rollout(model, context, 3, 0.5, (0, 7), reencode=True)  # pylint: disable=protected-access
+  assert plain.shape == again.shape == (2, 3, *video.shape[2:]) and again.dtype == np.uint8
+  np.testing.assert_array_equal(again[:, 0], plain[:, 0])
+  expected = model.sample({"video": np.concatenate([context, again[:, :2]], 1)}, 1, 0.5, seed=(0, 7 + 200000))
+  np.testing.assert_array_equal(again[:, 2], expected.numpy()[:, 0])
+  assert np.abs(again[:, 1:].astype(int) - plain[:, 1:]).max() > 0
 
 
 def test_shapes_quality_splits_valid_rates_by_true_direction():

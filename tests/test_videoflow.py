@@ -311,6 +311,147 @@ def test_motion_compensated_skip_on_zero_padded_windows(advect_padded):
     override(videoflow_tiny(), "latent_skip_kernel_padded=True")
 
 
+def _translated(x, dy, dx):
+  """numpy: x [N, h, w, c] read at cell + (dy, dx), |dy|, |dx| <= 1, the borders reflected (edge repeated)."""
+  padded = np.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)], mode="symmetric")
+  return padded[:, 1 + dy:1 + dy + x.shape[1], 1 + dx:1 + dx + x.shape[2]]
+
+
+OFFSETS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]  # the mixture's order (kernel 3)
+
+
+def _normal_log_prob(z, mu, log_sigma):
+  """numpy: sum over the cells of log N(z; mu, e^log_sigma): [N]."""
+  return np.sum(-0.5 * ((z - mu) / np.exp(log_sigma)) ** 2 - log_sigma - 0.5 * np.log(2 * np.pi), axis=(1, 2, 3))
+
+
+def _mixture_prior(cond_channels, seed=4):
+  """A randomised LatentPrior (K = 2, pad_context, shift mixture over 3 x 3) with z [2, 4, 4, 4, 2] and h."""
+  prior = LatentPrior((4, 4, 2), cond_channels, "conv3d_net", num_context=2, depth=1, width=8, pad_context=True,
+                      skip_kernel=3, shift_mixture=True)
+  z = tf.random.stateless_normal([2, 4, 4, 4, 2], seed=[seed, 1])
+  h = tf.random.stateless_normal([2, 4, 4, 4, cond_channels], seed=[seed, 2]) if cond_channels else None
+  prior.sequence_log_prob(z, h, 0)
+  _randomise(prior, stddev=0.3, seed=seed)
+  prior.shift_logits.bias.assign(np.linspace(-1.0, 1.5, 9).astype(np.float32))  # clearly unequal weights
+  return prior, z, h
+
+
+@pytest.mark.parametrize("cond_channels", [0, 3])
+def test_shift_mixture_scores_the_padded_frame_by_a_mixture_of_translated_gaussians(cond_channels):
+  """With K = 2 and pad_context, frame 1's window is zero-padded: its log-prob is log sum_d pi_d N(z_1; S_d mu,
+  S_d sigma) over the 9 translations, computed here in numpy from the prior's own (mu, log_sigma, logits); frames
+  2 and 3 keep their Gaussian. The sampler's state machine agrees."""
+  prior, z, h = _mixture_prior(cond_channels)
+  h_at = lambda t: None if h is None else h[:, t]
+  whole = prior.sequence_log_prob(z, h, 0).numpy()  # [2, 4]
+  window = tf.stack([tf.zeros_like(z[:, 0]), z[:, 0]], 1)  # frame 1's window [2, K, 4, 4, 2]
+  mu, log_sigma, logits = (x.numpy() for x in prior.conditional_mixture(window, h_at(1), tf.constant([True] * 2)))
+  log_pi = logits - np.log(np.sum(np.exp(logits), -1, keepdims=True))  # [2, 9]
+  components = np.stack([_normal_log_prob(z[:, 1].numpy(), _translated(mu, dy, dx), _translated(log_sigma, dy, dx))
+                         for dy, dx in OFFSETS], 1)  # [2, 9]
+  top = np.max(log_pi + components, -1)
+  expected = top + np.log(np.sum(np.exp(log_pi + components - top[:, None]), -1))
+  np.testing.assert_allclose(whole[:, 1], expected, rtol=1e-5)
+  assert np.all(np.abs(whole[:, 1] - _normal_log_prob(z[:, 1].numpy(), mu, log_sigma)) > 0.1)  # not the Gaussian
+  for t in (2, 3):
+    mu, log_sigma = prior.conditional_params(z[:, t - 2:t], h_at(t))
+    np.testing.assert_allclose(whole[:, t], gaussian(mu, log_sigma).log_prob(z[:, t]), rtol=1e-5)
+  mu, log_sigma, _ = prior.params(prior.context_state(z[:, :2], None if h is None else h[:, :2]), h_at(2), 2)
+  np.testing.assert_allclose(gaussian(mu, log_sigma).log_prob(z[:, 2]), whole[:, 2], rtol=1e-5)
+
+
+def test_shift_mixture_sampler_draws_one_translation_per_example_with_the_mixture_weights():
+  """On a padded window the sampler's Gaussian is one translation of the untranslated one: the most probable at
+  T = 0, and at T > 0 drawn per example with frequencies softmax(logits) (400 copies of one window)."""
+  prior, z, h = _mixture_prior(3)
+  n = 400
+  state = prior.context_state(tf.tile(z[:1, :1], [n, 1, 1, 1, 1]), tf.tile(h[:1, :1], [n, 1, 1, 1, 1]))
+  h1 = tf.tile(h[:1, 1], [n, 1, 1, 1])
+  mu0, log_sigma0, logits = (x.numpy() for x in prior.conditional_mixture(state, h1, tf.constant(True)))
+  candidates = [_translated(mu0[:1], dy, dx)[0] for dy, dx in OFFSETS]
+  pi = np.exp(logits[0]) / np.exp(logits[0]).sum()
+
+  def chosen(mu):
+    return [int(np.argmin([np.abs(m - c).max() for c in candidates])) for m in mu]
+
+  mu, log_sigma, _ = prior.params(state, h1, 1)  # no seed: the most probable translation
+  assert set(chosen(mu.numpy())) == {int(np.argmax(pi))}
+  mu, _, _ = prior.params(state, h1, 1, temperature=0.0, seed=tf.constant([1, 2]))
+  assert set(chosen(mu.numpy())) == {int(np.argmax(pi))}
+  mu, log_sigma, _ = prior.params(state, h1, 1, temperature=0.5, seed=tf.constant([1, 2]))
+  picks = chosen(mu.numpy())
+  for row, d in enumerate(picks[:20]):  # each row is exactly one translation, its sigma translated alike
+    np.testing.assert_allclose(mu[row], candidates[d], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(log_sigma[row], _translated(log_sigma0[:1], *OFFSETS[d])[0], rtol=1e-6, atol=1e-6)
+  freq = np.bincount(picks, minlength=9) / n
+  np.testing.assert_allclose(freq, pi, atol=4 * np.sqrt(pi * (1 - pi) / n).max())
+  again, _, _ = prior.params(state, h1, 1, temperature=0.5, seed=tf.constant([1, 2]))
+  np.testing.assert_array_equal(again, mu)  # seeded
+
+
+def test_shift_mixture_learns_that_a_single_frame_moves_by_one_cell():
+  """Latents whose frame 1 is frame 0 moved by one cell in one of the 8 directions (never still): trained on
+  frame 1's likelihood, the mixture gives the still component little weight, scores better than the same prior
+  without the mixture, and its T = 0 sample is a translated copy of frame 0, where the plain prior's mean is a
+  blend that keeps frame 0's place."""
+  keras.utils.set_random_seed(0)
+  rng = np.random.default_rng(2)
+  z0 = (rng.normal(size=(64, 8, 8, 2)) * (rng.uniform(size=(64, 8, 8, 1)) < 0.3)).astype(np.float32)
+  moves = [o for o in OFFSETS if o != (0, 0)]
+  z1 = np.stack([_translated(z0[i:i + 1], *moves[i % 8])[0] for i in range(64)])
+  z1 += 0.05 * rng.normal(size=z1.shape).astype(np.float32)  # noise keeps sigma, and Adam, away from the floor
+  z = tf.constant(np.stack([z0, z1], 1))  # [64, 2, 8, 8, 2]
+
+  def train(shift_mixture):
+    prior = LatentPrior((8, 8, 2), 0, "conv3d_net", num_context=2, depth=1, width=16, pad_context=True,
+                        skip_kernel=3, shift_mixture=shift_mixture)
+    prior.create_variables()
+    optimizer = keras.optimizers.Adam(0.01)
+    variables = [v for v in prior.trainable_weights if "first_frame" not in v.path]
+
+    @tf.function(autograph=False)
+    def step():
+      with tf.GradientTape() as tape:
+        loss = -tf.reduce_mean(prior.sequence_log_prob(z, None, 1))
+      optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+      return loss
+
+    for _ in range(80):
+      loss = step()
+    return prior, -float(loss)
+
+  mixed, mixed_log_prob = train(True)
+  plain, plain_log_prob = train(False)
+  assert mixed_log_prob > plain_log_prob + 20.0, (mixed_log_prob, plain_log_prob)  # nats per frame, 128 dims
+  state = mixed.context_state(z[:, :1], None)
+  _, _, logits = mixed.conditional_mixture(state, None, tf.constant(True))
+  pi = tf.nn.softmax(logits).numpy().mean(0)
+  assert pi[OFFSETS.index((0, 0))] < 0.05, pi
+  rms = lambda x: np.sqrt(np.mean(x ** 2, axis=(1, 2, 3)))
+  scale = rms(z0)
+  mu, _, _ = mixed.params(state, None, 1)  # T = 0
+  errors = np.stack([rms(mu.numpy() - _translated(z0, *m)) for m in moves], 1).min(1) / scale  # nearest move
+  mu, _, _ = plain.params(plain.context_state(z[:, :1], None), None, 1)
+  plain_errors = np.stack([rms(mu.numpy() - _translated(z0, *m)) for m in moves], 1).min(1) / scale
+  assert errors.max() < 0.15 and plain_errors.min() > 0.5, (errors, plain_errors)
+
+
+def test_shift_mixture_hparams_and_arguments_fail_loudly():
+  for bad in ("prior_shift_mixture=True", "prior_shift_mixture=True,latent_skip_kernel=3",
+              "prior_shift_mixture=True,latent_skip_kernel=3,pad_context=True",
+              "prior_shift_mixture=True,latent_skip_kernel=3,pad_context=True,num_context_latents=2,"
+              "latent_skip_kernel_padded=True"):
+    with pytest.raises(HParamsError, match="prior_shift_mixture=True mixes translations"):
+      override(videoflow_tiny(), bad)
+  with pytest.raises(HParamsError, match="prior_mean_error_full_windows=True"):
+    override(videoflow_tiny(), "prior_shift_mixture=True,latent_skip_kernel=3,pad_context=True,"
+             "num_context_latents=2,num_train_frames=3,prior_mean_error_weight=1")
+  override(videoflow_tiny(), "prior_shift_mixture=True,latent_skip_kernel=3,pad_context=True,num_context_latents=2")
+  with pytest.raises(ValueError, match="shift_mixture=True needs"):
+    LatentPrior((4, 4, 2), 0, "conv3d_net", num_context=1, pad_context=True, skip_kernel=3, shift_mixture=True)
+
+
 def test_causal_conv3d_never_sees_the_future():
   from t2v.layers import ResidualBlock3D
   block = ResidualBlock3D(4, dilations=(1, 2), gating=True)

@@ -56,7 +56,8 @@ class VideoFlow(VideoModel):
           latent_shape, 0 if top else self.glow.cond_shapes[level][-1], hp.prior, hp.num_context_latents,
           hp.prior_depth, hp.prior_width, hp.prior_dilations, hp.prior_gating, hp.latent_skip,
           hp.pad_context, conv_dtype=hp.conv_dtype, mean_gradient_beta=hp.prior_mean_gradient_beta,
-          skip_kernel=hp.latent_skip_kernel, advect_padded=hp.latent_skip_kernel_padded, name=f"prior_{level}"))
+          skip_kernel=hp.latent_skip_kernel, advect_padded=hp.latent_skip_kernel_padded,
+          shift_mixture=hp.prior_shift_mixture, name=f"prior_{level}"))
     self.priors = track_layers(self, "prior", self.priors)
     self._initialized = self.add_weight(shape=(), dtype="int32", initializer="zeros", trainable=False,
                                         name="initialized")
@@ -231,9 +232,10 @@ class VideoFlow(VideoModel):
     u, states = None, list(states)
     for level in reversed(range(len(self.priors))):
       prior = self.priors[level]
-      mu, log_sigma, state = prior.params(states[level], u, t)
       level_seed = tf.random.experimental.stateless_fold_in(tf.random.experimental.stateless_fold_in(seed, t),
                                                             level)
+      choice_seed = tf.random.experimental.stateless_fold_in(level_seed, 1)  # the shift mixture's translation
+      mu, log_sigma, state = prior.params(states[level], u, t, temperature, choice_seed)
       eps = tf.random.stateless_normal(tf.shape(mu), seed=level_seed)
       z = mu + temperature * tf.exp(log_sigma) * eps
       u = self.glow.decode_level(level, z, u)

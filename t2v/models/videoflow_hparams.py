@@ -50,6 +50,11 @@ class VideoFlowHParams(HParams):
   # (session 15's runs did). False: they use the paper's skip z_{t-1}, because from one real latent the direction
   # of the next move is an open choice, whose conditional mean (a blend of shifted copies) loses the object.
   latent_skip_kernel_padded: bool = False
+  # With latent_skip_kernel = k and pad_context: frames whose window is zero-padded in front (t < K, the move from
+  # fewer real latents than a motion needs) get a mixture over the k x k whole-cell translations of their Gaussian
+  # (not in the paper): one translation per frame and level, drawn from weights the prior predicts, so the move is
+  # a discrete choice rather than a blend (t2v/models/videoflow_prior.py). The likelihood stays exact.
+  prior_shift_mixture: bool = False
   # b >= 0: the gradient flowing back through the prior's predicted mean change dz is scaled by
   # stop_gradient(sigma^(2b)) (beta-NLL on the mean, t2v/models/videoflow_prior.py); the loss and every bpp stay
   # exact. 0 is the paper's (exact) gradient. Session 10, small_centred, additive, K = 2, 1000 steps: b = 1
@@ -93,6 +98,15 @@ class VideoFlowHParams(HParams):
                          f"{self.num_context_latents}: num_train_frames={self.num_train_frames} must exceed it")
     if self.latent_skip_kernel_padded and not self.latent_skip_kernel:
       raise HParamsError("latent_skip_kernel_padded=True needs latent_skip_kernel > 0 (an odd kernel size)")
+    if self.prior_shift_mixture and not (self.latent_skip_kernel and self.pad_context
+                                         and self.num_context_latents >= 2 and not self.latent_skip_kernel_padded):
+      raise HParamsError(
+          f"prior_shift_mixture=True mixes translations on the zero-padded windows: it needs latent_skip_kernel > 0 "
+          f"(got {self.latent_skip_kernel}, the translations' kernel), pad_context=True (got {self.pad_context}), "
+          f"num_context_latents >= 2 (got {self.num_context_latents}) and latent_skip_kernel_padded=False")
+    if self.prior_shift_mixture and self.prior_mean_error_weight and not self.prior_mean_error_full_windows:
+      raise HParamsError("prior_shift_mixture=True with prior_mean_error_weight > 0 needs "
+                         "prior_mean_error_full_windows=True (a mixture's padded frames have no single mean to score)")
     if self.num_context_latents < 1:
       raise HParamsError(f"num_context_latents={self.num_context_latents} must be >= 1")
 

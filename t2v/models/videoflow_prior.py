@@ -32,6 +32,19 @@ holds fewer real latents than a motion needs, and the mean of an 8-way choice of
 shifted copies in which the object vanishes (README, session 15): such frames use the paper's skip z_{t-1}, so
 the levels' noise chooses the move, unless `advect_padded` (session 15's behaviour).
 
+A mixture of translations on zero-padded windows (`shift_mixture`, with skip_kernel = k and pad_context; not in
+the paper). From one real latent the next move is a choice among a few directions. A factorised Gaussian can make
+it only cell by cell, with independent noise, and its mean is the blend of the choices. With shift_mixture a
+padded window's prior is
+  p(z_t | window, h_t) = sum_d pi_d N(z_t; S_d mu, S_d sigma),
+where (mu, sigma) is the Gaussian above (the paper's skip), S_d translates a latent by the whole-cell offset d in
+the k x k neighbourhood (cell <- cell + d, reflected at the borders, as in the advection), and pi = softmax of a
+zero-initialised dense layer on the network's last features averaged over the cells (uniform at the start). One
+translation is drawn per frame and level: the whole latent moves together. The log-likelihood is exact (a
+log-sum-exp over the k^2 components). Sampling draws d from pi at temperature T > 0 and takes the most probable d
+at T = 0; the Gaussian's sigma is scaled by T as everywhere. The level below sees the drawn latent through h_t, so
+its own pi can follow the choice made above.
+
 Training the mean (`mean_gradient_beta`). The exact likelihood's gradient with respect to mu at a latent cell is
 (z - mu) / sigma^2. On video the cells a moving object covers get a sigma tens of times the background's, so
 their error reaches the shared convolutions far more weakly than the background's dequantisation noise does.
@@ -122,19 +135,24 @@ _SKIP_IDENTITY_LOGIT = 8.0
 _SKIP_LOGIT_SCALE = 10.0
 
 
+def translations(x: tf.Tensor, kernel: int) -> list[tf.Tensor]:
+  """The kernel^2 whole-cell translations of x [N, h, w, c]: a list of [N, h, w, c], ordered (dy, dx) with dy, dx
+  in -r .. r (r = kernel // 2); translation (dy, dx) holds x[cell + (dy, dx)]. Cells beyond the border read the
+  reflected frame (symmetric padding)."""
+  r = kernel // 2
+  padded = tf.pad(x, [[0, 0], [r, r], [r, r], [0, 0]], mode="SYMMETRIC")  # [N, h+2r, w+2r, c]
+  return [padded[:, dy:dy + tf.shape(x)[1], dx:dx + tf.shape(x)[2]] for dy in range(kernel) for dx in range(kernel)]
+
+
 def advect(past: tf.Tensor, logits: tf.Tensor, kernel: int, num_context: int) -> tf.Tensor:
   """sum_{j, d} softmax(logits)_{j, d} past[:, j][cell + d]: [N, h, w, c].
 
   past: [N, K, h, w, c] (K = num_context); logits: [N, h, w, K*kernel*kernel], ordered (j, dy, dx) with dy, dx in
   -r .. r, r = kernel // 2. Cells beyond the border read the reflected frame (symmetric padding).
   """
-  r = kernel // 2
   patches = []
   for j in range(num_context):
-    frame = tf.pad(past[:, j], [[0, 0], [r, r], [r, r], [0, 0]], mode="SYMMETRIC")  # [N, h+2r, w+2r, c]
-    shifted = [frame[:, dy:dy + tf.shape(past)[2], dx:dx + tf.shape(past)[3]]
-               for dy in range(kernel) for dx in range(kernel)]  # kernel^2 x [N, h, w, c]: offset (dy-r, dx-r)
-    patches.extend(shifted)
+    patches.extend(translations(past[:, j], kernel))  # kernel^2 x [N, h, w, c]
   patches = tf.stack(patches, axis=3)  # [N, h, w, K*kernel^2, c]
   weights = tf.nn.softmax(logits, axis=-1)  # [N, h, w, K*kernel^2]
   return tf.einsum("nhwd,nhwdc->nhwc", weights, patches)
@@ -143,6 +161,21 @@ def advect(past: tf.Tensor, logits: tf.Tensor, kernel: int, num_context: int) ->
 def gaussian(mu: tf.Tensor, log_sigma: tf.Tensor) -> tfd.Distribution:
   """A factorised Gaussian over [h, w, c] events."""
   return tfd.Independent(tfd.Normal(mu, tf.exp(log_sigma)), reinterpreted_batch_ndims=3)
+
+
+def shift_mixture_log_prob(z: tf.Tensor, mu: tf.Tensor, log_sigma: tf.Tensor, logits: tf.Tensor,
+                           kernel: int) -> tf.Tensor:
+  """log sum_d softmax(logits)_d N(z; S_d mu, S_d sigma): [N], for z, mu, log_sigma [N, h, w, c] and logits
+  [N, kernel^2] ordered as `translations`."""
+  mus = tf.stack(translations(mu, kernel), axis=1)  # [N, kernel^2, h, w, c]
+  log_sigmas = tf.stack(translations(log_sigma, kernel), axis=1)  # [N, kernel^2, h, w, c]
+  components = gaussian(mus, log_sigmas).log_prob(z[:, None])  # [N, kernel^2]
+  return tf.reduce_logsumexp(tf.nn.log_softmax(logits, axis=-1) + components, axis=-1)
+
+
+def translate(x: tf.Tensor, choice: tf.Tensor, kernel: int) -> tf.Tensor:
+  """x [N, h, w, c] translated by each row's offset index choice [N] (ordered as `translations`)."""
+  return tf.gather(tf.stack(translations(x, kernel), axis=1), choice, axis=1, batch_dims=1)  # [N, h, w, c]
 
 
 class LatentPrior(keras.layers.Layer):
@@ -165,6 +198,8 @@ class LatentPrior(keras.layers.Layer):
       latents and k x k offsets (see the module docstring); conv3d_net with skip only.
     advect_padded: with skip_kernel, frames whose window is zero-padded (t < K) use the motion-compensated skip
       too; False (the default): they use the paper's skip z_{t-1}.
+    shift_mixture: with skip_kernel and pad_context, zero-padded windows get the mixture of the k x k translations
+      of their Gaussian (see the module docstring).
     mean_gradient_beta: b >= 0: the gradient reaching dz is scaled by stop_gradient(sigma^(2b)) (see the module
       docstring); 0 is the exact likelihood's gradient.
     conv_dtype: dtype of the hidden convolutions of conv3d_net and conv_net ("float32" or "bfloat16", see
@@ -175,7 +210,8 @@ class LatentPrior(keras.layers.Layer):
   def __init__(self, latent_shape: tuple[int, int, int], cond_channels: int, kind: str = "conv3d_net",
                num_context: int = 1, depth: int = 5, width: int = 256, dilations: bool = True,
                gating: bool = True, skip: bool = True, pad_context: bool = False, conv_dtype: str = "float32",
-               mean_gradient_beta: float = 0.0, skip_kernel: int = 0, advect_padded: bool = False, **kwargs):
+               mean_gradient_beta: float = 0.0, skip_kernel: int = 0, advect_padded: bool = False,
+               shift_mixture: bool = False, **kwargs):
     super().__init__(**kwargs)
     if kind not in PRIOR_KINDS:
       raise ValueError(f"prior={kind!r} must be one of {', '.join(PRIOR_KINDS)}")
@@ -188,6 +224,10 @@ class LatentPrior(keras.layers.Layer):
                        f"prior='conv3d_net' (got {kind!r}) with latent_skip=True (got {skip})")
     if advect_padded and not skip_kernel:
       raise ValueError("advect_padded=True needs the motion-compensated skip: set latent_skip_kernel to an odd k")
+    if shift_mixture and not (skip_kernel and pad_context and num_context >= 2 and not advect_padded):
+      raise ValueError(f"shift_mixture=True needs skip_kernel > 0 (got {skip_kernel}), pad_context=True (got "
+                       f"{pad_context}), num_context >= 2 (got {num_context}: the padded windows it mixes on) "
+                       f"and advect_padded=False (got {advect_padded})")
     # ---- config
     self.latent_shape = tuple(latent_shape)
     self.cond_channels = cond_channels
@@ -203,6 +243,7 @@ class LatentPrior(keras.layers.Layer):
     self.mean_gradient_beta = float(mean_gradient_beta)
     self.skip_kernel = skip_kernel
     self.advect_padded = bool(advect_padded)
+    self.shift_mixture = bool(shift_mixture)
     c = latent_shape[-1]
     # ---- unconditional prior for frames without K predecessors
     if cond_channels:
@@ -223,6 +264,8 @@ class LatentPrior(keras.layers.Layer):
         self.skip_logits = _conv2d(num_context * skip_kernel ** 2, 1, zero_init=True, name="skip_logits")
         identity = num_context * skip_kernel ** 2 - 1 - skip_kernel ** 2 // 2  # (z_{t-1}, offset 0)
         self._skip_offset = tf.one_hot(identity, num_context * skip_kernel ** 2) * _SKIP_IDENTITY_LOGIT
+      if shift_mixture:  # pi over the k x k translations, from the features averaged over the cells
+        self.shift_logits = keras.layers.Dense(skip_kernel ** 2, kernel_initializer="zeros", name="shift_logits")
     elif kind == "conv_net":
       self.hidden = track_layers(self, "hidden", [
           _conv2d(width, 3, name=f"hidden_{i}", conv_dtype=conv_dtype) for i in range(depth)])
@@ -249,6 +292,8 @@ class LatentPrior(keras.layers.Layer):
       self.output_conv.build((None, h, w, self.width))
       if self.skip_kernel:
         self.skip_logits.build((None, h, w, self.width))
+      if self.shift_mixture:
+        self.shift_logits.build((None, self.width))
     elif self.kind == "conv_net":
       channels = k * c + (c if self.cond_channels else 0)
       for layer in self.hidden:
@@ -288,8 +333,14 @@ class LatentPrior(keras.layers.Layer):
 
     For the windowed kinds; conv_lstm reads a recurrent state instead (see `params`). padded: bool [N] or [],
     which windows are zero-padded in front (frame t < K); with the motion-compensated skip they use z_{t-1}
-    (unless advect_padded). None: no window is.
+    (unless advect_padded). None: no window is. With shift_mixture, a padded window's (mu, log_sigma) is the
+    untranslated Gaussian of its mixture (`conditional_mixture` gives the weights).
     """
+    return self.conditional_mixture(past, h, padded)[:2]
+
+  def conditional_mixture(self, past: tf.Tensor, h: tf.Tensor | None, padded: tf.Tensor | None = None):
+    """(mu, log_sigma, logits) of `conditional_params`, logits [N, k^2] being the translations' mixture logits
+    (used on padded windows only), or None without shift_mixture."""
     if self.is_recurrent:
       raise ValueError(f"conditional_params takes a window of K latents, but prior={self.kind!r} carries a "
                        "recurrent state: use params(state, h, t) or sequence_log_prob")
@@ -303,7 +354,10 @@ class LatentPrior(keras.layers.Layer):
         skip = advect(past, logits, self.skip_kernel, self.num_context)  # [N, h, w, c]
         if padded is not None and not self.advect_padded:
           skip = tf.where(tf.reshape(padded, [-1, 1, 1, 1]), _last_frame(past), skip)
-        return self._output_params(out, skip)
+        logits = None
+        if self.shift_mixture:
+          logits = self.shift_logits(tf.reduce_mean(tf.cast(features, tf.float32), axis=[1, 2]))  # [N, k^2]
+        return (*self._output_params(out, skip), logits)
     elif self.kind == "conv_net":
       shape = tf.shape(past)
       x = tf.reshape(tf.transpose(past, [0, 2, 3, 1, 4]),
@@ -317,8 +371,8 @@ class LatentPrior(keras.layers.Layer):
     else:  # pointwise
       z_prev = _last_frame(past)
       out = self.output_conv(z_prev if proj is None else tf.concat([z_prev, proj], axis=-1))
-      return self._output_params(out, z_prev)
-    return self._output_params(out, _last_frame(past))
+      return (*self._output_params(out, z_prev), None)
+    return (*self._output_params(out, _last_frame(past)), None)
 
   def _conv3d_features(self, past: tf.Tensor, proj: tf.Tensor | None) -> tf.Tensor:
     """conv3d_net's last hidden features [N, h, w, width] (the last time step) from past [N, K, h, w, c] and
@@ -405,12 +459,13 @@ class LatentPrior(keras.layers.Layer):
     window = tf.pad(window, [[0, 0], [k - tf.shape(window)[1], 0], [0, 0], [0, 0], [0, 0]])  # [N, K, h, w, c]
     return tf.ensure_shape(window, [None, k, *self.latent_shape])
 
-  def params(self, state, h: tf.Tensor | None, t):
+  def params(self, state, h: tf.Tensor | None, t, temperature=0.0, seed=None):
     """(mu, log_sigma, state) of frame t's latents [N, h, w, c], given the state after frames < t and h_t.
 
     t (int or scalar tensor) picks the unconditional prior for t < min_context (K, or 1 with pad_context). The returned state has read h_t
     (conv_lstm: the LSTM has stepped on (z_{t-1}, h_t), from t = 1 on); pass it with the drawn z_t to
-    `advance`.
+    `advance`. With shift_mixture, on a padded window (mu, log_sigma) is the Gaussian of one translation: drawn
+    from the mixture weights with the stateless `seed` when temperature > 0, else the most probable one.
     """
     if self.is_recurrent:
       z_prev, lstm_state = state
@@ -420,7 +475,15 @@ class LatentPrior(keras.layers.Layer):
       state = z_prev, tuple(tf.where(t >= 1, new, old) for new, old in zip(stepped, lstm_state))
     else:
       z_prev = state[:, -1]
-      mu_c, log_sigma_c = self.conditional_params(state, h, padded=tf.convert_to_tensor(t) < self.num_context)
+      padded = tf.convert_to_tensor(t) < self.num_context
+      mu_c, log_sigma_c, logits = self.conditional_mixture(state, h, padded=padded)
+      if logits is not None:  # one translation per example
+        choice = tf.argmax(logits, axis=-1, output_type=tf.int32)  # [N]
+        if seed is not None:
+          drawn = tf.random.stateless_categorical(logits, 1, seed, dtype=tf.int32)[:, 0]  # [N]
+          choice = tf.where(tf.convert_to_tensor(temperature) > 0, drawn, choice)
+        mu_c = tf.where(padded, translate(mu_c, choice, self.skip_kernel), mu_c)
+        log_sigma_c = tf.where(padded, translate(log_sigma_c, choice, self.skip_kernel), log_sigma_c)
     mu_u, log_sigma_u = self.unconditional_params(h, tf.shape(z_prev)[0])
     use_context = t >= self.min_context
     return tf.where(use_context, mu_c, mu_u), tf.where(use_context, log_sigma_c, log_sigma_u), state
@@ -439,13 +502,18 @@ class LatentPrior(keras.layers.Layer):
     z: [B, T, h, w, c] latents of this level; h: [B, T, h, w, cond_channels] or None (top level).
     conv_lstm runs its recurrence from t = 1 whatever `first` is, so frame t's state has seen all of z_<t.
     """
-    return tf.concat([self._log_prob_frames(target, mu, log_sigma)
-                      for target, mu, log_sigma in self.sequence_params(z, h, first)], axis=1)
+    return tf.concat([self._log_prob_frames(*part) for part in self._sequence_parts(z, h, first)], axis=1)
 
   def sequence_params(self, z: tf.Tensor, h: tf.Tensor | None, first: int):
     """Teacher-forced parameters of frames t = first .. T-1, in up to two consecutive parts (frames under the
     unconditional prior, then under the conditional one): a list of (z_t [B, n, h, w, c], mu and log_sigma
-    [B*n, h, w, c]). Arguments as `sequence_log_prob`'s."""
+    [B*n, h, w, c]). Arguments as `sequence_log_prob`'s. (With shift_mixture, padded windows' untranslated
+    Gaussian.)"""
+    return [part[:3] for part in self._sequence_parts(z, h, first)]
+
+  def _sequence_parts(self, z: tf.Tensor, h: tf.Tensor | None, first: int):
+    """`sequence_params`' parts, each with (mixture logits [B*n, k^2], padded bool [B*n]) appended, or
+    (None, None) where no padded window is mixed."""
     num_frames = z.shape[1]
     k = self.num_context
     parts = []
@@ -453,13 +521,14 @@ class LatentPrior(keras.layers.Layer):
     if first < uncond_end:  # frames first .. min_context-1: unconditional prior
       zs = take(z, first, uncond_end, axis=1)  # [B, n, h, w, c]
       hs = None if h is None else _fold(take(h, first, uncond_end, axis=1))  # [B*n, h, w, cond]
-      parts.append((zs, *self.unconditional_params(hs, tf.shape(zs)[0] * tf.shape(zs)[1])))
+      parts.append((zs, *self.unconditional_params(hs, tf.shape(zs)[0] * tf.shape(zs)[1]), None, None))
     cond_start = max(first, self.min_context)
     if cond_start < num_frames:  # frames t >= min_context: conditional prior
       if self.is_recurrent:
         z_prev = _fold(z[:, cond_start - 1:num_frames - 1])  # z_{t-1}: [B*n, h, w, c]
         outputs, _ = self._recurrence(z, h)  # [B, T-1, h, w, width]: step t at index t-1
         mu, log_sigma = self._output_params(self.output_conv(_fold(outputs[:, cond_start - 1:])), z_prev)
+        logits = padded = None
       else:  # windows z[t-K:t], zero-padded in front where t < K (pad_context)
         pad = max(k - cond_start, 0)
         past = take(z, cond_start - k + pad, num_frames - 1, axis=1)  # [B, T-1-cond_start+k-pad, h, w, c]
@@ -470,14 +539,21 @@ class LatentPrior(keras.layers.Layer):
         if pad:  # frames cond_start .. K-1 have zero-padded windows
           padded = tf.reshape(tf.tile(tf.constant([[t < k for t in range(cond_start, num_frames)]]),
                                       [tf.shape(z)[0], 1]), [-1])  # [B*n]
-        mu, log_sigma = self.conditional_params(_fold(past_windows), ht, padded)
-      parts.append((take(z, cond_start, None, axis=1), mu, log_sigma))
+        mu, log_sigma, logits = self.conditional_mixture(_fold(past_windows), ht, padded)
+        if padded is None:
+          logits = None
+      parts.append((take(z, cond_start, None, axis=1), mu, log_sigma, logits, padded))
     return parts
 
-  def _log_prob_frames(self, z: tf.Tensor, mu: tf.Tensor, log_sigma: tf.Tensor) -> tf.Tensor:
-    """log-probs [B, n] of frames z [B, n, h, w, c] under (mu, log_sigma) [B*n, h, w, c]."""
+  def _log_prob_frames(self, z: tf.Tensor, mu: tf.Tensor, log_sigma: tf.Tensor, logits: tf.Tensor | None = None,
+                       padded: tf.Tensor | None = None) -> tf.Tensor:
+    """log-probs [B, n] of frames z [B, n, h, w, c] under (mu, log_sigma) [B*n, h, w, c], or, on the rows where
+    padded [B*n] holds, under the mixture of its translations with logits [B*n, k^2]."""
     shape = tf.shape(z)
     log_prob = gaussian(mu, log_sigma).log_prob(_fold(z))  # [B*n]
+    if logits is not None:
+      mixed = shift_mixture_log_prob(_fold(z), mu, log_sigma, logits, self.skip_kernel)  # [B*n]
+      log_prob = tf.where(padded, mixed, log_prob)
     return tf.reshape(log_prob, shape[:2])  # [B, n]
 
   def get_config(self):
@@ -486,4 +562,4 @@ class LatentPrior(keras.layers.Layer):
             "dilations": self.dilations, "gating": self.gating, "skip": self.skip,
             "pad_context": self.pad_context, "conv_dtype": self.conv_dtype,
             "mean_gradient_beta": self.mean_gradient_beta, "skip_kernel": self.skip_kernel,
-            "advect_padded": self.advect_padded}
+            "advect_padded": self.advect_padded, "shift_mixture": self.shift_mixture}

@@ -388,6 +388,9 @@ def test_shift_mixture_sampler_draws_one_translation_per_example_with_the_mixtur
   np.testing.assert_allclose(freq, pi, atol=4 * np.sqrt(pi * (1 - pi) / n).max())
   again, _, _ = prior.params(state, h1, 1, temperature=0.5, seed=tf.constant([1, 2]))
   np.testing.assert_array_equal(again, mu)  # seeded
+  prior.shift_logits.bias.assign(np.full(9, np.nan, np.float32))  # a diverged rollout: no crash, non-finite mu
+  mu, _, _ = prior.params(state, h1, 1, temperature=0.5, seed=tf.constant([1, 2]))
+  assert mu.shape == mu0.shape
 
 
 def test_shift_mixture_learns_that_a_single_frame_moves_by_one_cell():
@@ -574,6 +577,30 @@ def test_sampling_at_temperature_zero_gives_the_prior_means(prior):
   np.testing.assert_array_equal(frame, model.decode_frames(zs))
 
 
+SHIFT_MIXTURE = {"latent_skip_kernel": 3, "num_context_latents": 2, "pad_context": True, "prior_shift_mixture": True}
+
+
+@pytest.mark.parametrize("num_levels", [1, 2])
+def test_shift_mixture_model_is_causal_seeded_and_rolls_out(num_levels):
+  """A VideoFlow with prior_shift_mixture: frame t's log-likelihood has no gradient from later frames (and frame
+  1's has one from frame 0), samples are seeded (T = 0 ignores the seed), and 100 frames roll out."""
+  model = _model(num_input=1, num_target=3, num_levels=num_levels, **SHIFT_MIXTURE)
+  _randomise(model)
+  y = tf.Variable(tf.random.stateless_uniform([1, 4, 8, 8, 1], seed=[2, 1]) - 0.5)
+  with tf.GradientTape(persistent=True) as tape:
+    per_frame = tf.unstack(model.frame_log_probs(y, first=1)[0])  # frames 1 .. 3
+  for t, log_prob in enumerate(per_frame, start=1):
+    grad = tape.gradient(log_prob, y).numpy()[0]
+    np.testing.assert_array_equal(grad[t + 1:], 0.0)
+    assert np.abs(grad[t - 1]).max() > 0
+  context = _video(2, 1)
+  a = model.sample({"video": context}, 3, temperature=0.5, seed=(1, 2))
+  np.testing.assert_array_equal(a, model.sample({"video": context}, 3, temperature=0.5, seed=(1, 2)))
+  np.testing.assert_array_equal(model.sample({"video": context}, 3, temperature=0.0, seed=(1, 2)),
+                                model.sample({"video": context}, 3, temperature=0.0, seed=(7, 7)))
+  assert model.sample({"video": context[:1]}, 100, temperature=0.5).shape == (1, 100, 8, 8, 1)
+
+
 @pytest.mark.parametrize("prior", ["conv3d_net", "pointwise", "conv_lstm"])
 def test_hundred_frame_rollout(prior):
   model = _model(prior=prior)
@@ -618,6 +645,7 @@ def test_next_frame_score_matches_log_prob():
     {"latent_skip": False}, {"coupling": "additive", "coupling_activation": "gated"}, {"num_context_latents": 2},
     {"prior": "conv_lstm"}, {"prior": "conv_lstm", "latent_skip": False, "num_context_latents": 2},
     {"prior_mean_gradient_beta": 1.0}, {"latent_skip_kernel": 3, "num_context_latents": 2},
+    dict(SHIFT_MIXTURE, num_levels=1),
 ])
 def test_ablations_build_and_train(changes):
   model = _model(num_target=2, num_train_frames=3, **changes)

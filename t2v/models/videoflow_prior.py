@@ -482,6 +482,8 @@ class LatentPrior(keras.layers.Layer):
         if seed is not None:
           drawn = tf.random.stateless_categorical(logits, 1, seed, dtype=tf.int32)[:, 0]  # [N]
           choice = tf.where(tf.convert_to_tensor(temperature) > 0, drawn, choice)
+        # a row whose logits are not finite (a rollout whose latents diverged) draws index k^2: keep it in range
+        choice = tf.minimum(choice, self.skip_kernel ** 2 - 1)
         mu_c = tf.where(padded, translate(mu_c, choice, self.skip_kernel), mu_c)
         log_sigma_c = tf.where(padded, translate(log_sigma_c, choice, self.skip_kernel), log_sigma_c)
     mu_u, log_sigma_u = self.unconditional_params(h, tf.shape(z_prev)[0])

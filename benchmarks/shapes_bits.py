@@ -51,6 +51,10 @@ def main():
             "bpp": float(tf.reduce_mean(model.log_prob_bpp({"video": video}, args.frame,
                                                            seed=tf.constant([args.seed, 0])))),
             "log_det_bits": float(tf.reduce_mean(log_det[:, -1]) / dims), "levels": []}
+  if model.hparams.prior_shift_mixture and args.frame < model.hparams.num_context_latents:
+    raise SystemExit(f"--frame={args.frame} is scored by the mixture of translations (prior_shift_mixture), which "
+                     "has no per-cell bits: pick --frame >= num_context_latents="
+                     f"{model.hparams.num_context_latents}")
   for level, prior in enumerate(model.priors):
     z = zs[level]  # [B, T, h, w, c]
     h = hs[level] if level < len(hs) else None

@@ -365,6 +365,8 @@ def test_shift_mixture_sampler_draws_one_translation_per_example_with_the_mixtur
   """On a padded window the sampler's Gaussian is one translation of the untranslated one: the most probable at
   T = 0, and at T > 0 drawn per example with frequencies softmax(logits) (400 copies of one window)."""
   prior, z, h = _mixture_prior(3)
+  # offsets (-1, 0) and (0, -1) (indices 1 and 3) far apart, so a sampler that swapped dy and dx would fail
+  prior.shift_logits.bias.assign(np.array([0.0, 3.0, 0.5, -1.5, 0.3, 1.0, -0.5, 0.2, 1.5], np.float32))
   n = 400
   state = prior.context_state(tf.tile(z[:1, :1], [n, 1, 1, 1, 1]), tf.tile(h[:1, :1], [n, 1, 1, 1, 1]))
   h1 = tf.tile(h[:1, 1], [n, 1, 1, 1])
@@ -385,9 +387,14 @@ def test_shift_mixture_sampler_draws_one_translation_per_example_with_the_mixtur
     np.testing.assert_allclose(mu[row], candidates[d], rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(log_sigma[row], _translated(log_sigma0[:1], *OFFSETS[d])[0], rtol=1e-6, atol=1e-6)
   freq = np.bincount(picks, minlength=9) / n
-  np.testing.assert_allclose(freq, pi, atol=4 * np.sqrt(pi * (1 - pi) / n).max())
+  assert np.all(np.abs(freq - pi) <= 4 * np.sqrt(pi * (1 - pi) / n) + 0.01), (freq, pi)
+  assert pi[1] > 5 * pi[3]
   again, _, _ = prior.params(state, h1, 1, temperature=0.5, seed=tf.constant([1, 2]))
   np.testing.assert_array_equal(again, mu)  # seeded
+  prior.shift_logits.kernel.assign(tf.zeros_like(prior.shift_logits.kernel))
+  prior.shift_logits.bias.assign(tf.zeros([9]))  # untrained: equal weights, and T = 0 keeps the Gaussian in place
+  mu, _, _ = prior.params(state, h1, 1)
+  np.testing.assert_array_equal(mu, mu0)
   prior.shift_logits.bias.assign(np.full(9, np.nan, np.float32))  # a diverged rollout: no crash, non-finite mu
   mu, _, _ = prior.params(state, h1, 1, temperature=0.5, seed=tf.constant([1, 2]))
   assert mu.shape == mu0.shape
@@ -451,6 +458,11 @@ def test_shift_mixture_hparams_and_arguments_fail_loudly():
     override(videoflow_tiny(), "prior_shift_mixture=True,latent_skip_kernel=3,pad_context=True,"
              "num_context_latents=2,num_train_frames=3,prior_mean_error_weight=1")
   override(videoflow_tiny(), "prior_shift_mixture=True,latent_skip_kernel=3,pad_context=True,num_context_latents=2")
+  with pytest.raises(HParamsError, match="num_cond_frames=2 leaves none"):  # its mixture would never train
+    override(videoflow_tiny(), "prior_shift_mixture=True,latent_skip_kernel=3,pad_context=True,"
+             "num_context_latents=2,num_train_frames=3,num_cond_frames=2")
+  with pytest.raises(ValueError, match="num_cond_frames=2 frames"):  # the problem's 2 conditioning frames
+    _model(num_input=2, num_target=2, num_train_frames=3, num_cond_frames=0, **SHIFT_MIXTURE)
   with pytest.raises(ValueError, match="shift_mixture=True needs"):
     LatentPrior((4, 4, 2), 0, "conv3d_net", num_context=1, pad_context=True, skip_kernel=3, shift_mixture=True)
 
@@ -596,6 +608,7 @@ def test_shift_mixture_model_is_causal_seeded_and_rolls_out(num_levels):
   context = _video(2, 1)
   a = model.sample({"video": context}, 3, temperature=0.5, seed=(1, 2))
   np.testing.assert_array_equal(a, model.sample({"video": context}, 3, temperature=0.5, seed=(1, 2)))
+  assert not np.array_equal(a, model.sample({"video": context}, 3, temperature=0.5, seed=(3, 4)))
   np.testing.assert_array_equal(model.sample({"video": context}, 3, temperature=0.0, seed=(1, 2)),
                                 model.sample({"video": context}, 3, temperature=0.0, seed=(7, 7)))
   assert model.sample({"video": context[:1]}, 100, temperature=0.5).shape == (1, 100, 8, 8, 1)

@@ -45,6 +45,11 @@ class VideoFlow(VideoModel):
     if self.num_train_frames <= self.num_cond_frames:
       raise ValueError(f"num_train_frames={self.num_train_frames} leaves no target frame after "
                        f"num_cond_frames={self.num_cond_frames}: raise num_train_frames")
+    if hp.prior_shift_mixture and self.num_cond_frames >= hp.num_context_latents:
+      raise ValueError(f"prior_shift_mixture=True trains its mixture on frames t < num_context_latents="
+                       f"{hp.num_context_latents}, but training conditions on num_cond_frames={self.num_cond_frames} "
+                       "frames, so none of those is scored and the mixture weights would never train: set "
+                       "num_cond_frames below num_context_latents")
     # ---- layers
     self.glow = MultiScaleGlow(spec.frame_shape, hp.num_levels, hp.depth, hp.hidden_channels, hp.coupling,
                                hp.coupling_activation, reversible_gradients=hp.reversible_gradients,

@@ -42,8 +42,8 @@ the k x k neighbourhood (cell <- cell + d, reflected at the borders, as in the a
 zero-initialised dense layer on the network's last features averaged over the cells (uniform at the start). One
 translation is drawn per frame and level: the whole latent moves together. The log-likelihood is exact (a
 log-sum-exp over the k^2 components). Sampling draws d from pi at temperature T > 0 and takes the most probable d
-at T = 0; the Gaussian's sigma is scaled by T as everywhere. The level below sees the drawn latent through h_t, so
-its own pi can follow the choice made above.
+at T = 0 (the untranslated one on ties); the Gaussian's sigma is scaled by T as everywhere; the weights pi are not
+tempered. The level below sees the drawn latent through h_t, so its own pi can follow the choice made above.
 
 Training the mean (`mean_gradient_beta`). The exact likelihood's gradient with respect to mu at a latent cell is
 (z - mu) / sigma^2. On video the cells a moving object covers get a sigma tens of times the background's, so
@@ -478,7 +478,10 @@ class LatentPrior(keras.layers.Layer):
       padded = tf.convert_to_tensor(t) < self.num_context
       mu_c, log_sigma_c, logits = self.conditional_mixture(state, h, padded=padded)
       if logits is not None:  # one translation per example
-        choice = tf.argmax(logits, axis=-1, output_type=tf.int32)  # [N]
+        # the most probable translation; ties (an untrained prior's equal logits) go to the untranslated one
+        centre = self.skip_kernel ** 2 // 2
+        choice = tf.where(logits[:, centre] >= tf.reduce_max(logits, axis=-1), centre,
+                          tf.argmax(logits, axis=-1, output_type=tf.int32))  # [N]
         if seed is not None:
           drawn = tf.random.stateless_categorical(logits, 1, seed, dtype=tf.int32)[:, 0]  # [N]
           choice = tf.where(tf.convert_to_tensor(temperature) > 0, drawn, choice)

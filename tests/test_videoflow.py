@@ -140,6 +140,24 @@ def test_prior_is_causal(prior, pad_context):
       assert (np.abs(grad[0]).max() > 0) == pad_context, np.abs(grad[0]).max()
 
 
+def _train_prior(prior, z, first, steps):
+  """Trains a top-level prior's conditional weights by Adam(0.01) on -mean log p(z_t | ...) for t >= first;
+  returns the last loss."""
+  optimizer = keras.optimizers.Adam(0.01)
+  variables = [v for v in prior.trainable_weights if "first_frame" not in v.path]
+
+  @tf.function(autograph=False)
+  def step():
+    with tf.GradientTape() as tape:
+      loss = -tf.reduce_mean(prior.sequence_log_prob(z, None, first))
+    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    return loss
+
+  for _ in range(steps):
+    loss = step()
+  return float(loss)
+
+
 def _prior_and_latents(kind, cond_channels, num_frames=6, seed=0, pad_context=False):
   """A randomised LatentPrior (K = 2) with latents z [2, T, 4, 4, 2] and h [2, T, 4, 4, 3] (None at the top)."""
   kind, kernel, advect_padded = _prior_args(kind)
@@ -248,17 +266,7 @@ def test_motion_compensated_skip_starts_as_the_papers_skip_and_learns_a_shift_by
   mean_error = lambda: float(tf.reduce_mean(
       (prior.sequence_params(z, None, 2)[0][1] - tf.reshape(z[:, 2:], [-1, 10, 10, 2])) ** 2))  # frames 2, 3
   np.testing.assert_allclose(mean_error(), copy_error, rtol=0.01)
-  optimizer = keras.optimizers.Adam(0.01)
-  variables = [v for v in prior.trainable_weights if "first_frame" not in v.path]
-
-  @tf.function(autograph=False)
-  def step():
-    with tf.GradientTape() as tape:
-      loss = -tf.reduce_mean(prior.sequence_log_prob(z, None, 2))
-    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-
-  for _ in range(60):
-    step()
+  _train_prior(prior, z, first=2, steps=60)
   assert mean_error() < 0.3 * copy_error, (mean_error(), copy_error)
   weights = prior.advection_weights(z[:, :2], None).numpy()  # [32, 10, 10, K=2, 3, 3]
   assert weights.shape == (32, 10, 10, 2, 3, 3)
@@ -417,19 +425,7 @@ def test_shift_mixture_learns_that_a_single_frame_moves_by_one_cell():
     prior = LatentPrior((8, 8, 2), 0, "conv3d_net", num_context=2, depth=1, width=16, pad_context=True,
                         skip_kernel=3, shift_mixture=shift_mixture)
     prior.create_variables()
-    optimizer = keras.optimizers.Adam(0.01)
-    variables = [v for v in prior.trainable_weights if "first_frame" not in v.path]
-
-    @tf.function(autograph=False)
-    def step():
-      with tf.GradientTape() as tape:
-        loss = -tf.reduce_mean(prior.sequence_log_prob(z, None, 1))
-      optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-      return loss
-
-    for _ in range(80):
-      loss = step()
-    return prior, -float(loss)
+    return prior, -_train_prior(prior, z, first=1, steps=80)
 
   mixed, mixed_log_prob = train(True)
   plain, plain_log_prob = train(False)

@@ -487,8 +487,10 @@ class LatentPrior(keras.layers.Layer):
           choice = tf.where(tf.convert_to_tensor(temperature) > 0, drawn, choice)
         # a row whose logits are not finite (a rollout whose latents diverged) draws index k^2: keep it in range
         choice = tf.minimum(choice, self.skip_kernel ** 2 - 1)
-        mu_c = tf.where(padded, translate(mu_c, choice, self.skip_kernel), mu_c)
-        log_sigma_c = tf.where(padded, translate(log_sigma_c, choice, self.skip_kernel), log_sigma_c)
+        # padded is one scalar per frame: translate only on those frames, not on every step of a long rollout
+        mu_c, log_sigma_c = tf.cond(
+            padded, lambda: (translate(mu_c, choice, self.skip_kernel), translate(log_sigma_c, choice, self.skip_kernel)),
+            lambda: (mu_c, log_sigma_c))
     mu_u, log_sigma_u = self.unconditional_params(h, tf.shape(z_prev)[0])
     use_context = t >= self.min_context
     return tf.where(use_context, mu_c, mu_u), tf.where(use_context, log_sigma_c, log_sigma_u), state

@@ -512,8 +512,9 @@ class LatentPrior(keras.layers.Layer):
     return tf.concat([self._log_prob_frames(*part) for part in self._sequence_parts(z, h, first)], axis=1)
 
   def sequence_params(self, z: tf.Tensor, h: tf.Tensor | None, first: int):
-    """Teacher-forced parameters of frames t = first .. T-1, in up to two consecutive parts (frames under the
-    unconditional prior, then under the conditional one): a list of (z_t [B, n, h, w, c], mu and log_sigma
+    """Teacher-forced parameters of frames t = first .. T-1, in consecutive parts (frames under the
+    unconditional prior, then under the conditional one; with shift_mixture, zero-padded windows and full ones
+    apart): a list of (z_t [B, n, h, w, c], mu and log_sigma
     [B*n, h, w, c]). Arguments as `sequence_log_prob`'s. (With shift_mixture, padded windows' untranslated
     Gaussian.)"""
     return [part[:3] for part in self._sequence_parts(z, h, first)]
@@ -535,22 +536,29 @@ class LatentPrior(keras.layers.Layer):
         z_prev = _fold(z[:, cond_start - 1:num_frames - 1])  # z_{t-1}: [B*n, h, w, c]
         outputs, _ = self._recurrence(z, h)  # [B, T-1, h, w, width]: step t at index t-1
         mu, log_sigma = self._output_params(self.output_conv(_fold(outputs[:, cond_start - 1:])), z_prev)
-        logits = padded = None
-      else:  # windows z[t-K:t], zero-padded in front where t < K (pad_context)
-        pad = max(k - cond_start, 0)
-        past = take(z, cond_start - k + pad, num_frames - 1, axis=1)  # [B, T-1-cond_start+k-pad, h, w, c]
-        past = tf.pad(past, [[0, 0], [pad, 0], [0, 0], [0, 0], [0, 0]])  # [B, n+K-1, h, w, c]
-        past_windows = windows(past, k, axis=1)  # [B, n, K, h, w, c]
-        ht = None if h is None else _fold(take(h, cond_start, None, axis=1))  # [B*n, h, w, cond]
-        padded = None
-        if pad:  # frames cond_start .. K-1 have zero-padded windows
-          padded = tf.reshape(tf.tile(tf.constant([[t < k for t in range(cond_start, num_frames)]]),
-                                      [tf.shape(z)[0], 1]), [-1])  # [B*n]
-        mu, log_sigma, logits = self.conditional_mixture(_fold(past_windows), ht, padded)
-        if padded is None:
-          logits = None
-      parts.append((take(z, cond_start, None, axis=1), mu, log_sigma, logits, padded))
+        parts.append((take(z, cond_start, None, axis=1), mu, log_sigma, None, None))
+      elif self.shift_mixture:  # padded windows (t < K) apart: only they need the k^2 translations
+        parts.extend(self._window_part(z, h, start, end) for start, end in
+                     ((cond_start, min(k, num_frames)), (max(k, cond_start), num_frames)) if start < end)
+      else:
+        parts.append(self._window_part(z, h, cond_start, num_frames))
     return parts
+
+  def _window_part(self, z: tf.Tensor, h: tf.Tensor | None, start: int, end: int):
+    """A `_sequence_parts` part for frames start .. end-1 (start >= min_context) from their windows z[t-K:t],
+    zero-padded in front where t < K (pad_context)."""
+    k = self.num_context
+    pad = max(k - start, 0)
+    past = take(z, start - k + pad, end - 1, axis=1)  # [B, end-1-start+k-pad, h, w, c]
+    past = tf.pad(past, [[0, 0], [pad, 0], [0, 0], [0, 0], [0, 0]])  # [B, n+K-1, h, w, c]
+    past_windows = windows(past, k, axis=1)  # [B, n, K, h, w, c]
+    ht = None if h is None else _fold(take(h, start, end, axis=1))  # [B*n, h, w, cond]
+    padded = None
+    if pad:  # frames start .. K-1 have zero-padded windows
+      padded = tf.reshape(tf.tile(tf.constant([[t < k for t in range(start, end)]]), [tf.shape(z)[0], 1]),
+                          [-1])  # [B*n]
+    mu, log_sigma, logits = self.conditional_mixture(_fold(past_windows), ht, padded)
+    return take(z, start, end, axis=1), mu, log_sigma, (None if padded is None else logits), padded
 
   def _log_prob_frames(self, z: tf.Tensor, mu: tf.Tensor, log_sigma: tf.Tensor, logits: tf.Tensor | None = None,
                        padded: tf.Tensor | None = None) -> tf.Tensor:

@@ -3,7 +3,8 @@
     python benchmarks/shapes_quality.py --output_dir=runs/videoflow_shapes --temperature=0.5
 
 Restores the latest checkpoint, scores the first --num_examples test clips (bits per pixel of the target frames
-given the first frame, the problem's protocol), rolls out --num_decodes samples per example at each temperature
+given the first frame, the problem's protocol; "bpp_unseen" and "valid_rate_unseen": on the clips whose video is
+not also in the training split), rolls out --num_decodes samples per example at each temperature
 and judges each conditioning + generated video with the stochastic shapes judge (one shape, same colour and
 size, straight constant-speed motion in one of the 8 directions, continuing the conditioning frame). Prints JSON:
 per temperature the whole videos' valid and object-kept rates, and "first_move", the same judge on the
@@ -50,6 +51,14 @@ def _valid_by_direction(judged: list[list[shapes_judge.Judgement]], directions: 
           for k, name in enumerate(names)}
 
 
+def _seen_in_train(problem, videos: np.ndarray) -> np.ndarray:
+  """bool [N]: whether each test video [N, T, H, W, C] is, frame for frame, also a video of the training split
+  (the jittered configs draw ~7700 distinct videos for 10000 training clips, and many test clips recur)."""
+  train = problem.dataset("train", batch_size=500, training=False)
+  seen = {bytes(video) for batch in train for video in batch["video"].numpy().reshape(-1, videos[0].size)}
+  return np.asarray([bytes(video) in seen for video in videos.reshape(len(videos), -1)])
+
+
 def _rollout(model, context: np.ndarray, num_frames: int, temperature: float, seed: tuple[int, int],
              reencode: bool) -> np.ndarray:
   """uint8 [N, num_frames, H, W, C] after context: one `model.sample` call, or (reencode) one per frame, each
@@ -93,8 +102,12 @@ def main():
   bpp = np.concatenate(bpp)[:args.num_examples]  # [N, num_target_frames]
   videos = np.concatenate(videos)[:args.num_examples]
   directions = np.concatenate([t["direction"] for t in truth])[:args.num_examples]  # [N]
+  seen = _seen_in_train(problem, videos)  # [N]
   result = {"checkpoint": config["checkpoint"], "num_examples": len(videos),
-            "bpp": float(bpp.mean()), "bpp_per_frame": bpp.mean(0).round(4).tolist(), "samples": {}}
+            "bpp": float(bpp.mean()), "bpp_per_frame": bpp.mean(0).round(4).tolist(),
+            # the clips whose video is not also a training video: held out in fact, not only by split
+            "num_unseen": int((~seen).sum()), "bpp_unseen": float(bpp[~seen].mean()) if (~seen).any() else None,
+            "samples": {}}
   num_given = args.num_given or spec.num_input_frames
   if not 1 <= num_given < spec.num_frames:
     raise SystemExit(f"--num_given={num_given} must be in [1, {spec.num_frames - 1}]")
@@ -117,6 +130,8 @@ def main():
         "object_kept_rate": summary.object_kept_rate,
         "direction_entropy_bits": summary.direction_entropy_bits,
         "reasons": _top_reasons(summary),
+        "valid_rate_unseen": (float(np.mean([[j.valid for j in row] for row, s in zip(judged, seen) if not s]))
+                              if (~seen).any() else None),
         "first_move": {"num_videos": first.num_videos,  # the frames each judged video had:
                        "num_frames": sorted({len(j.centroids) for row in judged_first for j in row}),
                        "valid_rate": first.valid_rate, "direction_entropy_bits": first.direction_entropy_bits,

@@ -287,6 +287,22 @@ def test_shapes_grid_diagonals():
   assert len(directions) == 8
 
 
+
+def test_shapes_jittered_grid_config():
+  # small_grid: the jittered starts of `small` (the same clips' shape, colour, size, direction and start) with
+  # the authors' whole-pixel diagonals.
+  grid, small = shapes_lib.CONFIGS["small_grid"], shapes_lib.CONFIGS["small"]
+  starts = set()
+  for i in range(100):
+    e, same = shapes_lib.sample_example(grid, "train", i), shapes_lib.sample_example(small, "train", i)
+    assert all(e[k] == same[k] for k in ("shape", "color", "size", "direction"))
+    np.testing.assert_array_equal(e["positions"][0], same["positions"][0])
+    step = 2.0 * shapes_lib.direction_vectors(True)[e["direction"]]
+    np.testing.assert_array_equal(e["positions"], e["positions"][:1] + np.arange(5)[:, None] * step[None])
+    starts.add(tuple(e["positions"][0]))
+  assert len(starts) > 20
+  assert shapes_lib.CONFIGS["grid"].frame_size == 64 and shapes_lib.CONFIGS["grid"].grid_diagonals
+
 def test_bad_arguments(shapes_dir):
   problem = StochasticShapes(shapes_dir, config="tiny")
   with pytest.raises(ValueError, match=r"num_frames=6 must be in 1\.\.5"):

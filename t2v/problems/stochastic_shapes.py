@@ -11,7 +11,8 @@ the VideoFlow authors' own generator does (Tensor2Tensor's VideoStochasticShapes
 diagonally on the pixel grid (speed px along each axis per frame), so every frame is the previous one translated
 by whole pixels; the default and `centred` configs move `speed` px along a unit vector, so a diagonal shape sits at
 fractional positions and its rasterised outline changes from frame to frame. The `centred_grid` and
-`small_centred_grid` configs do both, as the authors do. Centring changes what a model
+`small_centred_grid` configs do both, as the authors do; `grid` and `small_grid` keep the jittered starts (the
+same clips as `default` and `small`) and move on the grid. Centring changes what a model
 could learn. With a centred start, the shape's position in any later frame gives its direction, so one past
 frame (K = 1, the paper's shapes setting) is enough to continue the motion in principle; with jitter it is not,
 and continuing needs K >= 2. But a convolutional prior, as VideoFlow's and t2v's are, has no coordinates and
@@ -205,6 +206,12 @@ CONFIGS: dict[str, StochasticShapesConfig] = {
         StochasticShapesConfig(name="default", description="10000 train / 1000 test videos of 5x64x64x3"),
         StochasticShapesConfig(name="small", frame_size=32,
                                description="10000 train / 1000 test videos of 5x32x32x3 (CPU-sized training)"),
+        StochasticShapesConfig(name="grid", grid_diagonals=True,
+                               description="10000 train / 1000 test videos of 5x64x64x3, jittered starts, "
+                               "diagonals on the pixel grid as the paper's generator moves them"),
+        StochasticShapesConfig(name="small_grid", frame_size=32, grid_diagonals=True,
+                               description="10000 train / 1000 test videos of 5x32x32x3, jittered starts, "
+                               "diagonals on the pixel grid as the paper's generator moves them (CPU-sized)"),
         StochasticShapesConfig(name="centred", start_jitter=0,
                                description="10000 train / 1000 test videos of 5x64x64x3, every shape starting at "
                                "the frame centre, diagonals along unit vectors (432 distinct videos)"),

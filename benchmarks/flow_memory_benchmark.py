@@ -1,7 +1,7 @@
 """Memory and time of a VideoFlow training step against flow depth, with and without reversible gradients.
 
-    python benchmarks/flow_memory_benchmark.py                          # all three tables (defaults: videoflow_cpu
-                                                                        # at 32x32, batch 8, 2-frame windows)
+    python benchmarks/flow_memory_benchmark.py      # all three tables (defaults: videoflow_cpu_multiscale at 32x32,
+                                                    # batch 8, 2-frame windows)
     python benchmarks/flow_memory_benchmark.py --depths=4,8 --time_rounds=0 --budget_mib=0     # memory only
     python benchmarks/flow_memory_benchmark.py --hparams_set=videoflow_shapes --frame_size=64 --batch_size=4
 
@@ -215,7 +215,7 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--memory_child", help=argparse.SUPPRESS)
   parser.add_argument("--time_child", help=argparse.SUPPRESS)
-  parser.add_argument("--hparams_set", default="videoflow_cpu")
+  parser.add_argument("--hparams_set", default="videoflow_cpu_multiscale")
   parser.add_argument("--frame_size", type=int, default=32)
   parser.add_argument("--channels", type=int, default=3)
   parser.add_argument("--batch_size", type=int, default=8)

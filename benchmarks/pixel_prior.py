@@ -37,7 +37,7 @@ import t2v  # noqa: F401  (before TensorFlow: t2v's CPU-kernel default, see t2v/
 import keras
 import tensorflow as tf
 
-from t2v.models.videoflow_hparams import videoflow_cpu
+from t2v.models.videoflow_hparams import videoflow_cpu_multiscale
 from t2v.models.videoflow_prior import LatentPrior
 from t2v.problems import stochastic_shapes
 
@@ -48,7 +48,7 @@ SPEED = float(_CONFIG.speed)  # px/frame
 SIZES = tuple(_CONFIG.sizes)
 SQUEEZE = 2  # cells of VideoFlow's lowest level: 2x2 pixels
 LOSSES = ("nll", "beta", "mse", "beta_then_nll", "nll_mse")
-_CLIP_NORM = videoflow_cpu().clip_grad_norm  # the prior's size and clipping are videoflow_cpu's
+_CLIP_NORM = videoflow_cpu_multiscale().clip_grad_norm  # the prior's size and clipping are videoflow_cpu_multiscale's
 
 
 def step_vector(direction: int, diagonals: str) -> np.ndarray:
@@ -160,8 +160,8 @@ def main():
   parser.add_argument("--steps", type=int, default=1000)
   parser.add_argument("--loss", choices=LOSSES, default="nll")
   parser.add_argument("--diagonals", choices=("unit", "grid"), default="grid")
-  parser.add_argument("--width", type=int, default=32, help="prior_width (videoflow_cpu: 32)")
-  parser.add_argument("--depth", type=int, default=1, help="prior_depth (videoflow_cpu: 1)")
+  parser.add_argument("--width", type=int, default=32, help="prior_width (videoflow_cpu_multiscale: 32)")
+  parser.add_argument("--depth", type=int, default=1, help="prior_depth (videoflow_cpu_multiscale: 1)")
   parser.add_argument("--num_context", type=int, default=2)
   parser.add_argument("--scale", type=float, default=16.0)
   parser.add_argument("--beta", type=float, default=1.0, help="b of --loss=beta and beta_then_nll")

@@ -25,7 +25,7 @@ MODELS: dict[str, str] = {
 HPARAMS_SETS: dict[str, str] = {
     "videoflow_base": "t2v.models.videoflow_hparams:videoflow_base",
     "videoflow_cpu": "t2v.models.videoflow_hparams:videoflow_cpu",
-    "videoflow_shapes_cpu": "t2v.models.videoflow_hparams:videoflow_shapes_cpu",
+    "videoflow_cpu_multiscale": "t2v.models.videoflow_hparams:videoflow_cpu_multiscale",
     "videoflow_tiny": "t2v.models.videoflow_hparams:videoflow_tiny",
     "videoflow_shapes": "t2v.models.videoflow_hparams:videoflow_shapes",
     "videoflow_bair_quant": "t2v.models.videoflow_hparams:videoflow_bair_quant",

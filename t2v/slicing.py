@@ -1,7 +1,7 @@
 """Slices whose gradients are cheap: `tf.split` instead of `x[a:b]` on the flows' and priors' hot paths.
 
 The gradient of a basic slice `x[..., a:b]` is `StridedSliceGrad`, which on CPU scatters into a zero tensor
-element by element: profiling a `videoflow_cpu` training step (TF 2.21, 2 cores) found it the single most
+element by element: profiling a `videoflow_cpu_multiscale` training step (TF 2.21, 2 cores) found it the single most
 expensive kernel, about a third of the step's op time (2-3 ms per call on a [32, 32, 32, 12] tensor inside
 the flow's `tf.while_loop`). The gradient of `tf.split` is one `ConcatV2` of the pieces' gradients (zeros for
 the unused ones), a contiguous copy. These helpers slice along one axis of static size with `tf.split`, and fall

@@ -68,7 +68,7 @@ class VideoFlow(VideoModel):
                                         name="initialized")
     # ---- wiring: create every variable now, so a checkpoint restores into a complete model. The flow's live in
     # its parameter layers already; the priors build theirs from their shapes, without running anything (an
-    # eager pass of the model on a small frame did this before: 1.1 s for videoflow_cpu, 7.2 s for
+    # eager pass of the model on a small frame did this before: 1.1 s for videoflow_cpu_multiscale, 7.2 s for
     # videoflow_bair_qual, mostly the first run of every convolution shape).
     for prior in self.priors:
       prior.create_variables()

@@ -113,7 +113,7 @@ def _conv2d(filters, kernel, zero_init=False, name=None, conv_dtype="float32"):
 
 # A smooth floor on log sigma: log_sigma = floor + softplus(raw - floor). Background latents repeat almost exactly
 # from frame to frame, so an unbounded sigma collapses towards 0 and the rare frame that differs there costs
-# an enormous loss (measured: loss spikes of 1e10 after ~2000 steps of videoflow_cpu). The bound costs no
+# an enormous loss (measured: loss spikes of 1e10 after ~2000 steps of videoflow_cpu_multiscale). The bound costs no
 # expressiveness: the flow can scale its latents up instead. At initialisation (raw = 0) sigma is ~1.
 LOG_SIGMA_FLOOR = -5.0
 

@@ -16,8 +16,8 @@ same clips as `default` and `small`) and move on the grid. Centring changes what
 could learn. With a centred start, the shape's position in any later frame gives its direction, so one past
 frame (K = 1, the paper's shapes setting) is enough to continue the motion in principle; with jitter it is not,
 and continuing needs K >= 2. But a convolutional prior, as VideoFlow's and t2v's are, has no coordinates and
-cannot read an absolute position: measured on `small_centred`, videoflow_cpu with additive couplings and K = 1
-learned no motion in 6750 steps (see the README). The centred configs have only 3 shapes x 6 colours x 3 sizes x
+cannot read an absolute position: measured on `small_centred`, videoflow_cpu_multiscale with additive couplings
+and K = 1 learned no motion in 6750 steps (see the README). The centred configs have only 3 shapes x 6 colours x 3 sizes x
 8 directions = 432 distinct videos, which recur in both splits, so their held-out bits per pixel measure fit,
 not generalisation.
 

@@ -64,6 +64,9 @@ def test_shapes_quality_judges_whole_videos_and_the_first_move(tiny_videoflow_ru
   assert result["num_examples"] == 4 and result["num_given"] == 1 and len(result["bpp_per_frame"]) == 4
   assert result["reencode"] is False
   assert 0 <= result["num_unseen"] <= 4 and (result["bpp_unseen"] is None) == (result["num_unseen"] == 0)
+  for samples in result["samples"].values():
+    unseen = samples["valid_rate_unseen"]
+    assert (unseen is None) == (result["num_unseen"] == 0) and (unseen is None or 0 <= unseen <= 1)
   for temperature in ("0.0", "0.5"):
     samples, first = result["samples"][temperature], result["samples"][temperature]["first_move"]
     assert 0 <= samples["valid_rate"] <= samples["object_kept_rate"] <= 1
@@ -188,6 +191,8 @@ def test_shapes_quality_tells_test_clips_that_recur_in_the_training_split():
   train = np.stack([stochastic_shapes.sample_example(config, "train", i)["video"] for i in range(64)])
 
   class TrainOnly:  # the training split of the problem, the only one _seen_in_train reads
+    train_split = "train"
+
     def dataset(self, split, batch_size, training):
       assert split == "train" and not training
       return tf.data.Dataset.from_tensor_slices({"video": train}).batch(batch_size)
@@ -195,6 +200,6 @@ def test_shapes_quality_tells_test_clips_that_recur_in_the_training_split():
   moved = np.roll(train[5], 1, axis=2)  # a training video shifted by one pixel: not in the split
   one_pixel = train[9].copy()
   one_pixel[4, 0, 0, 0] ^= 1  # a training video with one value of its last frame changed
-  videos = np.stack([train[63], moved, train[0], one_pixel])
+  videos = np.stack([train[63], moved, train[0], one_pixel, train[63]])
   np.testing.assert_array_equal(quality._seen_in_train(TrainOnly(), videos),  # pylint: disable=protected-access
-                                [True, False, True, False])
+                                [True, False, True, False, True])

@@ -16,7 +16,7 @@ from t2v.hparams import HParamsError, override
 from t2v.models.likelihood import bits_per_pixel, dequantize, quantize
 from t2v.models.videoflow import VideoFlow
 from t2v.models.videoflow_hparams import videoflow_tiny
-from t2v.models.videoflow_prior import PRIOR_KINDS, LatentPrior, advect, gaussian
+from t2v.models.videoflow_prior import PRIOR_KINDS, LatentPrior, advect, gaussian, shift_mixture_log_prob
 from t2v.problems.spec import VideoSpec
 from t2v.trainer import optimizer as optimizer_lib
 
@@ -367,6 +367,35 @@ def test_shift_mixture_scores_the_padded_frame_by_a_mixture_of_translated_gaussi
     np.testing.assert_allclose(whole[:, t], gaussian(mu, log_sigma).log_prob(z[:, t]), rtol=1e-5)
   mu, log_sigma, _ = prior.params(prior.context_state(z[:, :2], None if h is None else h[:, :2]), h_at(2), 2)
   np.testing.assert_allclose(gaussian(mu, log_sigma).log_prob(z[:, 2]), whole[:, 2], rtol=1e-5)
+
+
+def test_shift_mixture_scores_padded_and_full_windows_apart_for_every_first_frame_and_length():
+  """K = 3: frames 1 and 2 have zero-padded windows (mixtures), frames 3 and 4 full ones (Gaussians). Scoring
+  from any `first`, and clips no longer than K (only padded windows), gives each frame's density on its own
+  explicit window."""
+  k = 3
+  prior = LatentPrior((4, 4, 2), 3, "conv3d_net", num_context=k, depth=1, width=8, pad_context=True,
+                      skip_kernel=3, shift_mixture=True)
+  z = tf.random.stateless_normal([2, 5, 4, 4, 2], seed=[6, 1])
+  h = tf.random.stateless_normal([2, 5, 4, 4, 3], seed=[6, 2])
+  prior.sequence_log_prob(z, h, 0)
+  _randomise(prior, stddev=0.3, seed=6)
+  prior.shift_logits.bias.assign(np.linspace(-1.0, 1.5, 9).astype(np.float32))
+  padded_z = tf.pad(z, [[0, 0], [k, 0], [0, 0], [0, 0], [0, 0]])  # frame t's window: padded_z[:, t:t+K]
+  expected = [gaussian(*prior.unconditional_params(h[:, 0], 2)).log_prob(z[:, 0])]
+  for t in range(1, 5):
+    padded = tf.constant([t < k] * 2)
+    mu, log_sigma, logits = prior.conditional_mixture(padded_z[:, t:t + k], h[:, t], padded)
+    expected.append(shift_mixture_log_prob(z[:, t], mu, log_sigma, logits, 3) if t < k
+                    else gaussian(mu, log_sigma).log_prob(z[:, t]))
+  expected = np.stack([e.numpy() for e in expected], 1)  # [2, 5]
+  for num_frames in (2, 3, 5):
+    for first in range(num_frames):
+      np.testing.assert_allclose(prior.sequence_log_prob(z[:, :num_frames], h[:, :num_frames], first),
+                                 expected[:, first:num_frames], rtol=1e-5, atol=1e-5)
+      parts = prior.sequence_params(z[:, :num_frames], h[:, :num_frames], first)
+      assert [part[0].shape[1] for part in parts] == [n for n in (int(first < 1), min(num_frames, k) - max(first, 1),
+                                                                  num_frames - max(first, k)) if n > 0]
 
 
 def test_shift_mixture_sampler_draws_one_translation_per_example_with_the_mixture_weights():

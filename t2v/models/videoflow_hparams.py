@@ -58,13 +58,15 @@ class VideoFlowHParams(HParams):
   # b >= 0: the gradient flowing back through the prior's predicted mean change dz is scaled by
   # stop_gradient(sigma^(2b)) (beta-NLL on the mean, t2v/models/videoflow_prior.py); the loss and every bpp stay
   # exact. 0 is the paper's (exact) gradient. Session 10, small_centred, additive, K = 2, 1000 steps: b = 1
-  # diverged (non-finite losses from step ~500); b = 0.5 trained but continued no motion (README).
+  # diverged (non-finite losses from step ~500); b = 0.5 trained but continued no motion
+  # (docs/videoflow_shapes_cpu.md).
   prior_mean_gradient_beta: float = 0.0
   # w >= 0: training adds w x the squared error of every prior's teacher-forced mean (its T = 0 prediction of the
   # target frames' latents) relative to copying the previous latent, averaged over levels; computed on
   # stop_gradient latents, so it trains the priors' weights alone and never the flow. Every bpp (and the `bpp`
   # metric) stays the exact likelihood. 0 (the default) is the paper's objective and builds no extra ops.
-  # Why: README, "Why the samples fail" (the likelihood's 1/sigma^2 weighting starves the moving object's cells).
+  # Why: docs/videoflow_shapes_cpu.md, "Why the samples fail" (the likelihood's 1/sigma^2 weighting starves the
+  # moving object's cells).
   prior_mean_error_weight: float = 0.0
   # n >= 0: the mean-error term covers only the top n levels' priors (averaged over those), 0: every level. The top
   # level is where the prior chooses and continues the object's motion; the levels below see it through h_t and
@@ -160,7 +162,7 @@ def videoflow_cpu_multiscale() -> VideoFlowHParams:
   `python -m t2v.trainer --model=videoflow --hparams_set=videoflow_cpu_multiscale --problem_config=small
   --train_steps=2000`: 7 min 49 s on a 2-core AMD EPYC (session 8), 0.86 held-out bpp; 0 % of its samples are
   judged valid (one past latent cannot tell which way the object moves). At 64x64 (no --problem_config) 0.70 bpp
-  in 10-18 min. Figures: README, "What the multi-scale CPU preset reaches". For valid samples, `videoflow_cpu`.
+  in 10-18 min. Figures: docs/videoflow_shapes_cpu.md. For valid samples, `videoflow_cpu`.
   """
   return dataclasses.replace(
       videoflow_shapes(), num_levels=3, depth=4, hidden_channels=48, coupling="affine", prior="conv3d_net",
@@ -173,14 +175,15 @@ def videoflow_cpu() -> VideoFlowHParams:
   continue one given frame.
 
   `python -m t2v.trainer --model=videoflow --problem_config=small_grid --train_steps=4000` (jittered starts,
-  diagonals on the pixel grid as the VideoFlow authors move them). Session 18, 2-core AMD EPYC: 9 min 8 s,
-  0.85 held-out bpp (0.83 on the test clips that are not also training clips); given 1 frame, 95 % of the whole
-  continuations at T = 0.5 keep shape, size and colour and move in one of the 8 directions (100 % at T = 0, 88 % at
-  T = 1), judged by benchmarks/shapes_quality.py (README, quick start). On the authors' centred clips
+  diagonals on the pixel grid as the VideoFlow authors move them). Session 18, 2-core AMD EPYC, three runs: 9 min
+  8-32 s, 0.65-0.85 held-out bpp (0.75 in the clean-clone run of the README); given 1 frame, 92-95 % of the whole
+  continuations at T = 0.5 keep shape, size and colour and move in one of the 8 directions (98.5-100 % at T = 0,
+  83-88 % at T = 1), judged by benchmarks/shapes_quality.py (README, quick start). On the authors' centred clips
   (`small_centred_grid`, session 17): 0.81 bpp, 95 % at T = 0.5. On `small`, whose diagonal moves are not
-  whole-pixel shifts, it does not reach that (21 % at T = 0). Not the paper's model: one level of additive Glow,
-  so that a 2-px move is a one-cell shift of the prior's latent; K = 2 with the motion-compensated skip; the
-  mixture of translations makes the first move's direction a discrete choice; the mean-error term on full windows.
+  whole-pixel shifts, it does not reach that (21 % at T = 0 after 2000 steps). Not the paper's model: one level
+  of additive Glow, so that a 2-px move is a one-cell shift of the prior's latent; K = 2 with the
+  motion-compensated skip; the mixture of translations makes the first move's direction a discrete choice; the
+  mean-error term on full windows.
   """
   return dataclasses.replace(
       videoflow_cpu_multiscale(), num_levels=1, coupling="additive", learning_rate=5e-4, num_context_latents=2,

@@ -22,15 +22,15 @@ advection, Finn et al., NeurIPS 2016). The weights a are a softmax over K*k*k lo
 1x1 conv of the network's last hidden features, offset so that at initialisation a puts 0.994 on (z_{t-1}, d = 0),
 about the paper's skip. The factor 10 multiplies the logits' learning rate under Adam, whose steps do not depend
 on a gradient's scale: at 1 the weights stayed on the identity in tests/test_videoflow.py's one-shift test, and
-benchmarks/pixel_prior.py's mean error was 1.47 against 0.86 at 10 (500 steps; README). Why: a moving object is a
+benchmarks/pixel_prior.py's mean error was 1.47 against 0.86 at 10 (500 steps; docs/). Why: a moving object is a
 translated copy of itself, which the residual dz must otherwise learn to redraw cell by cell under the
-likelihood's 1/sigma^2 weighting (README, "Why the samples fail"); a shift is a few logits with their own
-gradients. At the lowest level a 2-px move is a one-cell shift of z_{t-1}; at a level
+likelihood's 1/sigma^2 weighting (docs/videoflow_shapes_cpu.md, "Why the samples fail"); a shift is a few
+logits with their own gradients. At the lowest level a 2-px move is a one-cell shift of z_{t-1}; at a level
 of 4-px cells it is a one-cell shift of z_{t-2}, which the K >= 2 window offers. The borders repeat by
 reflection (a uniform background stays uniform). A window zero-padded in front (frame t < K, with pad_context)
 holds fewer real latents than a motion needs, and the mean of an 8-way choice of direction is a blend of 8
-shifted copies in which the object vanishes (README, session 15): such frames use the paper's skip z_{t-1}, so
-the levels' noise chooses the move, unless `advect_padded` (session 15's behaviour).
+shifted copies in which the object vanishes (docs/videoflow_shapes_cpu.md, session 15): such frames use the
+paper's skip z_{t-1}, so the levels' noise chooses the move, unless `advect_padded` (session 15's behaviour).
 
 A mixture of translations on zero-padded windows (`shift_mixture`, with skip_kernel = k and pad_context; not in
 the paper). From one real latent the next move is a choice among a few directions. A factorised Gaussian can make
@@ -53,8 +53,8 @@ stop_gradient(sigma^(2b)), as in beta-NLL (Seitzer et al., ICLR 2022; b = 1 coun
 like a squared error). The loss value, and so every bits-per-pixel figure, is the exact likelihood, and the
 conditional mean stays the optimum. The gradients through log sigma, through the skip term z_{t-1} and through
 the scored latents z_t are exact; what flows back through dz (to the prior's weights, and through the prior's
-inputs to the flow) is scaled. Measured (README, "Why the samples fail"): on pixels b = 1 teaches a small prior
-to continue a motion that the exact gradient does not, at a large cost in bits; inside VideoFlow b = 1 diverged
+inputs to the flow) is scaled. Measured (docs/videoflow_shapes_cpu.md, "Why the samples fail"): on pixels
+b = 1 teaches a small prior to continue a motion that the exact gradient does not, at a large cost in bits; inside VideoFlow b = 1 diverged
 and b = 0.5 did not help.
 
 Frames t < K have too little context: by default (the paper's choice) they use a learned unconditional prior (a

@@ -12,14 +12,17 @@ diagonally on the pixel grid (speed px along each axis per frame), so every fram
 by whole pixels; the default and `centred` configs move `speed` px along a unit vector, so a diagonal shape sits at
 fractional positions and its rasterised outline changes from frame to frame. The `centred_grid` and
 `small_centred_grid` configs do both, as the authors do; `grid` and `small_grid` keep the jittered starts (the
-same clips as `default` and `small`) and move on the grid. Centring changes what a model
-could learn. With a centred start, the shape's position in any later frame gives its direction, so one past
-frame (K = 1, the paper's shapes setting) is enough to continue the motion in principle; with jitter it is not,
-and continuing needs K >= 2. But a convolutional prior, as VideoFlow's and t2v's are, has no coordinates and
-cannot read an absolute position: measured on `small_centred`, videoflow_cpu_multiscale with additive couplings
-and K = 1 learned no motion in 6750 steps (see the README). The centred configs have only 3 shapes x 6 colours x 3 sizes x
-8 directions = 432 distinct videos, which recur in both splits, so their held-out bits per pixel measure fit,
-not generalisation.
+same draws of shape, colour, size, direction and start as `default` and `small`) and move on the grid.
+
+Centring changes what a model could learn. With a centred start, the shape's position in any later frame gives
+its direction, so one past frame (K = 1, the paper's shapes setting) is enough to continue the motion in
+principle; with jitter it is not, and continuing needs K >= 2. But a convolutional prior, as VideoFlow's and
+t2v's are, has no coordinates and cannot read an absolute position: measured on `small_centred`,
+videoflow_cpu_multiscale with additive couplings and K = 1 learned no motion in 6750 steps
+(docs/videoflow_shapes_cpu.md). The centred configs have only 3 shapes x 6 colours x 3 sizes x 8 directions = 432
+distinct videos, which recur in both splits, so their held-out bits per pixel measure fit, not generalisation.
+The jittered 32x32 configs have ~7700 distinct videos among their 10000 training clips, and 397 of the 1000 test
+clips are also training clips (benchmarks/shapes_quality.py reports bpp on the others apart).
 
 The data is generated locally by the TFDS builder `t2v_stochastic_shapes` (no download) into the data_dir:
 

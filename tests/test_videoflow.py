@@ -288,18 +288,24 @@ def test_motion_compensated_skip_starts_as_the_papers_skip_and_learns_a_shift_by
     LatentPrior((4, 4, 2), 0, "conv3d_net", num_context=2).advection_weights(z[:, :2, :4, :4], None)
 
 
+def _k3_padded_prior(seed, **kwargs):
+  """A randomised LatentPrior (K = 3, pad_context, 3 x 3 motion-compensated skip) with z [2, 5, 4, 4, 2] and h."""
+  prior = LatentPrior((4, 4, 2), 3, "conv3d_net", num_context=3, depth=1, width=8, pad_context=True,
+                      skip_kernel=3, **kwargs)
+  z = tf.random.stateless_normal([2, 5, 4, 4, 2], seed=[seed, 1])
+  h = tf.random.stateless_normal([2, 5, 4, 4, 3], seed=[seed, 2])
+  prior.sequence_log_prob(z, h, 0)
+  _randomise(prior, stddev=0.3, seed=seed)
+  return prior, z, h
+
+
 @pytest.mark.parametrize("advect_padded", [False, True])
 def test_motion_compensated_skip_on_zero_padded_windows(advect_padded):
   """With pad_context and K = 3, frames 1 and 2 have zero-padded windows: their means are the paper's
   z_{t-1} + dz (advect_padded=False) or the advected window + dz (True); frames >= 3 always advect. Checked for the
   teacher-forced and the sampler's parameters against dz and `advect` computed from the prior's own layers."""
   k = 3
-  prior = LatentPrior((4, 4, 2), 3, "conv3d_net", num_context=k, depth=1, width=8, pad_context=True,
-                      skip_kernel=3, advect_padded=advect_padded)
-  z = tf.random.stateless_normal([2, 5, 4, 4, 2], seed=[3, 1])
-  h = tf.random.stateless_normal([2, 5, 4, 4, 3], seed=[3, 2])
-  prior.sequence_log_prob(z, h, 0)
-  _randomise(prior, stddev=0.3, seed=3)
+  prior, z, h = _k3_padded_prior(3, advect_padded=advect_padded)
   (_, mu_all, _), = prior.sequence_params(z, h, 1)  # frames 1 .. 4: [2*4, 4, 4, 2]
   mu_all = tf.reshape(mu_all, [2, 4, 4, 4, 2])
   padded_z = tf.pad(z, [[0, 0], [k - 1, 0], [0, 0], [0, 0], [0, 0]])  # frame t's window: padded_z[:, t-1:t+2]
@@ -374,12 +380,7 @@ def test_shift_mixture_scores_padded_and_full_windows_apart_for_every_first_fram
   from any `first`, and clips no longer than K (only padded windows), gives each frame's density on its own
   explicit window."""
   k = 3
-  prior = LatentPrior((4, 4, 2), 3, "conv3d_net", num_context=k, depth=1, width=8, pad_context=True,
-                      skip_kernel=3, shift_mixture=True)
-  z = tf.random.stateless_normal([2, 5, 4, 4, 2], seed=[6, 1])
-  h = tf.random.stateless_normal([2, 5, 4, 4, 3], seed=[6, 2])
-  prior.sequence_log_prob(z, h, 0)
-  _randomise(prior, stddev=0.3, seed=6)
+  prior, z, h = _k3_padded_prior(6, shift_mixture=True)
   prior.shift_logits.bias.assign(np.linspace(-1.0, 1.5, 9).astype(np.float32))
   padded_z = tf.pad(z, [[0, 0], [k, 0], [0, 0], [0, 0], [0, 0]])  # frame t's window: padded_z[:, t:t+K]
   expected = [gaussian(*prior.unconditional_params(h[:, 0], 2)).log_prob(z[:, 0])]

@@ -16,7 +16,8 @@ from t2v.hparams import HParamsError, override
 from t2v.models.likelihood import bits_per_pixel, dequantize, quantize
 from t2v.models.videoflow import VideoFlow
 from t2v.models.videoflow_hparams import videoflow_tiny
-from t2v.models.videoflow_prior import PRIOR_KINDS, LatentPrior, advect, gaussian, shift_mixture_log_prob
+from t2v.models.videoflow_prior import (PRIOR_KINDS, LatentPrior, advect, gaussian, shift_mixture_log_prob,
+                                       translations)
 from t2v.problems.spec import VideoSpec
 from t2v.trainer import optimizer as optimizer_lib
 
@@ -332,6 +333,28 @@ def _translated(x, dy, dx):
 
 
 OFFSETS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]  # the mixture's order (kernel 3)
+
+
+def test_translations_match_numpy_with_static_and_run_time_sizes_and_agree_in_gradient():
+  """The k^2 reflected shifts against numpy, for static frame sizes (windows through tf.split) and for sizes known
+  only when the graph runs (basic slices); the gradient of a weighted sum of them is the same either way."""
+  rng = np.random.default_rng(3)
+  x = tf.constant(rng.normal(size=(2, 5, 6, 3)).astype(np.float32))
+  weights = tf.constant(rng.normal(size=(9, 2, 5, 6, 3)).astype(np.float32))
+  dynamic = tf.function(lambda x: translations(x, 3),
+                        input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+  for shifts in (translations(x, 3), dynamic(x)):
+    for shifted, (dy, dx) in zip(shifts, OFFSETS):
+      np.testing.assert_array_equal(shifted, _translated(x.numpy(), dy, dx))
+
+  def gradient(fn):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      loss = tf.reduce_sum(weights * tf.stack(fn(x)))
+    return tape.gradient(loss, x)
+
+  np.testing.assert_allclose(gradient(lambda x: translations(x, 3)), gradient(dynamic), rtol=1e-6, atol=1e-6)
+  assert translations(x, 5)[0].shape == x.shape
 
 
 def _normal_log_prob(z, mu, log_sigma):

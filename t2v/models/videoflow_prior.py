@@ -140,8 +140,14 @@ def translations(x: tf.Tensor, kernel: int) -> list[tf.Tensor]:
   in -r .. r (r = kernel // 2); translation (dy, dx) holds x[cell + (dy, dx)]. Cells beyond the border read the
   reflected frame (symmetric padding)."""
   r = kernel // 2
+  height, width = x.shape[1], x.shape[2]
   padded = tf.pad(x, [[0, 0], [r, r], [r, r], [0, 0]], mode="SYMMETRIC")  # [N, h+2r, w+2r, c]
-  return [padded[:, dy:dy + tf.shape(x)[1], dx:dx + tf.shape(x)[2]] for dy in range(kernel) for dx in range(kernel)]
+  if height is None or width is None:  # sizes known only when the graph runs
+    return [padded[:, dy:dy + tf.shape(x)[1], dx:dx + tf.shape(x)[2]] for dy in range(kernel) for dx in range(kernel)]
+  # static windows through `take` (tf.split): a basic slice's gradient, StridedSliceGrad, was ~30 % of
+  # videoflow_cpu's training-step op time on CPU (60 calls of ~1 ms)
+  rows = [take(padded, dy, dy + height, axis=1) for dy in range(kernel)]  # kernel x [N, h, w+2r, c]
+  return [take(row, dx, dx + width, axis=2) for row in rows for dx in range(kernel)]
 
 
 def advect(past: tf.Tensor, logits: tf.Tensor, kernel: int, num_context: int) -> tf.Tensor:
@@ -155,7 +161,9 @@ def advect(past: tf.Tensor, logits: tf.Tensor, kernel: int, num_context: int) ->
     patches.extend(translations(past[:, j], kernel))  # kernel^2 x [N, h, w, c]
   patches = tf.stack(patches, axis=3)  # [N, h, w, K*kernel^2, c]
   weights = tf.nn.softmax(logits, axis=-1)  # [N, h, w, K*kernel^2]
-  return tf.einsum("nhwd,nhwdc->nhwc", weights, patches)
+  # an element-wise product and sum, not einsum: einsum's batched [1, D] x [D, c] products per cell (and its
+  # gradient) were ~7 % of videoflow_cpu's training-step op time on CPU, about twice this
+  return tf.reduce_sum(weights[..., None] * patches, axis=3)
 
 
 def gaussian(mu: tf.Tensor, log_sigma: tf.Tensor) -> tfd.Distribution:
@@ -333,7 +341,8 @@ class LatentPrior(keras.layers.Layer):
 
     For the windowed kinds; conv_lstm reads a recurrent state instead (see `params`). padded: bool [N] or [],
     which windows are zero-padded in front (frame t < K); with the motion-compensated skip they use z_{t-1}
-    (unless advect_padded). None: no window is. With shift_mixture, a padded window's (mu, log_sigma) is the
+    (unless advect_padded). None: no window is; Python True: every window is (nothing is computed for the
+    full-window case). With shift_mixture, a padded window's (mu, log_sigma) is the
     untranslated Gaussian of its mixture (`conditional_mixture` gives the weights).
     """
     return self.conditional_mixture(past, h, padded)[:2]
@@ -350,10 +359,13 @@ class LatentPrior(keras.layers.Layer):
       features = self._conv3d_features(past, proj)  # [N, h, w, width]
       out = self.output_conv(features)  # [N, h, w, 2c]
       if self.skip_kernel:  # the motion-compensated skip replaces z_{t-1}
-        logits = self._advection_logits(features)  # [N, h, w, K*k*k]
-        skip = advect(past, logits, self.skip_kernel, self.num_context)  # [N, h, w, c]
-        if padded is not None and not self.advect_padded:
-          skip = tf.where(tf.reshape(padded, [-1, 1, 1, 1]), _last_frame(past), skip)
+        if padded is True and not self.advect_padded:  # every window padded: all use z_{t-1}
+          skip = _last_frame(past)
+        else:
+          logits = self._advection_logits(features)  # [N, h, w, K*k*k]
+          skip = advect(past, logits, self.skip_kernel, self.num_context)  # [N, h, w, c]
+          if padded is not None and not self.advect_padded:
+            skip = tf.where(tf.reshape(padded, [-1, 1, 1, 1]), _last_frame(past), skip)
         logits = None
         if self.shift_mixture:
           logits = self.shift_logits(tf.reduce_mean(tf.cast(features, tf.float32), axis=[1, 2]))  # [N, k^2]
@@ -520,8 +532,9 @@ class LatentPrior(keras.layers.Layer):
     return [part[:3] for part in self._sequence_parts(z, h, first)]
 
   def _sequence_parts(self, z: tf.Tensor, h: tf.Tensor | None, first: int):
-    """`sequence_params`' parts, each with (mixture logits [B*n, k^2], padded bool [B*n]) appended, or
-    (None, None) where no padded window is mixed."""
+    """`sequence_params`' parts, each with (mixture logits [B*n, k^2], padded) appended, padded being a bool
+    [B*n] or Python True (every row: then only the mixture is computed), or (None, None) where no padded window
+    is mixed."""
     num_frames = z.shape[1]
     k = self.num_context
     parts = []
@@ -554,7 +567,9 @@ class LatentPrior(keras.layers.Layer):
     past_windows = windows(past, k, axis=1)  # [B, n, K, h, w, c]
     ht = None if h is None else _fold(take(h, start, end, axis=1))  # [B*n, h, w, cond]
     padded = None
-    if pad:  # frames start .. K-1 have zero-padded windows
+    if end <= k:  # every frame's window is zero-padded: a static flag, so the full-window path is not built
+      padded = True
+    elif pad:  # frames start .. K-1 have zero-padded windows
       padded = tf.reshape(tf.tile(tf.constant([[t < k for t in range(start, end)]]), [tf.shape(z)[0], 1]),
                           [-1])  # [B*n]
     mu, log_sigma, logits = self.conditional_mixture(_fold(past_windows), ht, padded)
@@ -563,12 +578,16 @@ class LatentPrior(keras.layers.Layer):
   def _log_prob_frames(self, z: tf.Tensor, mu: tf.Tensor, log_sigma: tf.Tensor, logits: tf.Tensor | None = None,
                        padded: tf.Tensor | None = None) -> tf.Tensor:
     """log-probs [B, n] of frames z [B, n, h, w, c] under (mu, log_sigma) [B*n, h, w, c], or, on the rows where
-    padded [B*n] holds, under the mixture of its translations with logits [B*n, k^2]."""
+    padded [B*n] holds (every row if it is Python True), under the mixture of its translations with logits
+    [B*n, k^2]."""
     shape = tf.shape(z)
-    log_prob = gaussian(mu, log_sigma).log_prob(_fold(z))  # [B*n]
-    if logits is not None:
-      mixed = shift_mixture_log_prob(_fold(z), mu, log_sigma, logits, self.skip_kernel)  # [B*n]
-      log_prob = tf.where(padded, mixed, log_prob)
+    if logits is not None and padded is True:
+      log_prob = shift_mixture_log_prob(_fold(z), mu, log_sigma, logits, self.skip_kernel)  # [B*n]
+    else:
+      log_prob = gaussian(mu, log_sigma).log_prob(_fold(z))  # [B*n]
+      if logits is not None:
+        mixed = shift_mixture_log_prob(_fold(z), mu, log_sigma, logits, self.skip_kernel)  # [B*n]
+        log_prob = tf.where(padded, mixed, log_prob)
     return tf.reshape(log_prob, shape[:2])  # [B, n]
 
   def get_config(self):

@@ -142,7 +142,6 @@ def run(*,
   if setup.hparams.batch_size % replicas:
     raise ConfigError(f"hparams batch_size={setup.hparams.batch_size} is not divisible by the {replicas} replicas "
                       f"of --strategy={strategy}; use a multiple of {replicas}")
-  keras.utils.set_random_seed(seed)
   trainer = _Trainer(setup, distribution, seed=seed, train_steps=train_steps, eval_steps=eval_steps,
                      eval_every=eval_every, checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
                      log_every=log_every, sample_temperature=sample_temperature, num_samples=num_samples,
@@ -606,6 +605,9 @@ class _Trainer:
     self._agree(setup.resuming, "whether output_dir holds a checkpoint to resume")
     self._prepare_data()
     phases.mark("data")
+    # Seeded here, after the data: generating a problem's data (when data_dir does not hold it yet) draws from
+    # the global generators, and the same --seed must give the same run whether or not it had to.
+    keras.utils.set_random_seed(self.seed)
     self._build()
     phases.mark("model")
     self._initialize()

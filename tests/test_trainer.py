@@ -148,7 +148,6 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(data_dir, tmp_path
                          _state(tmp_path / "c")["model/conv/_kernel/.ATTRIBUTES/VARIABLE_VALUE"])
 
 
-
 def test_a_seed_gives_the_same_run_whether_or_not_the_data_had_to_be_generated(tmp_path):
   """The first run generates its problem's data into an empty data_dir, the second finds it there: the same seed
   gives the same weights (session 20: generating the data moved the global generators, so a clean clone's quick
@@ -157,6 +156,7 @@ def test_a_seed_gives_the_same_run_whether_or_not_the_data_had_to_be_generated(t
   _run(data_dir, tmp_path / "generated", train_steps=2)
   _run(data_dir, tmp_path / "prepared", train_steps=2)
   _assert_same_state(tmp_path / "generated", tmp_path / "prepared")  # exactly
+
 
 def test_sigterm_saves_a_checkpoint_and_returns(data_dir, tmp_path):
   previous_handler = signal.getsignal(signal.SIGTERM)

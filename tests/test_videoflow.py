@@ -362,10 +362,10 @@ def _normal_log_prob(z, mu, log_sigma):
   return np.sum(-0.5 * ((z - mu) / np.exp(log_sigma)) ** 2 - log_sigma - 0.5 * np.log(2 * np.pi), axis=(1, 2, 3))
 
 
-def _mixture_prior(cond_channels, seed=4):
+def _mixture_prior(cond_channels, seed=4, advect_padded=False):
   """A randomised LatentPrior (K = 2, pad_context, shift mixture over 3 x 3) with z [2, 4, 4, 4, 2] and h."""
   prior = LatentPrior((4, 4, 2), cond_channels, "conv3d_net", num_context=2, depth=1, width=8, pad_context=True,
-                      skip_kernel=3, shift_mixture=True)
+                      skip_kernel=3, shift_mixture=True, advect_padded=advect_padded)
   z = tf.random.stateless_normal([2, 4, 4, 4, 2], seed=[seed, 1])
   h = tf.random.stateless_normal([2, 4, 4, 4, cond_channels], seed=[seed, 2]) if cond_channels else None
   prior.sequence_log_prob(z, h, 0)
@@ -374,16 +374,22 @@ def _mixture_prior(cond_channels, seed=4):
   return prior, z, h
 
 
-@pytest.mark.parametrize("cond_channels", [0, 3])
-def test_shift_mixture_scores_the_padded_frame_by_a_mixture_of_translated_gaussians(cond_channels):
+@pytest.mark.parametrize("cond_channels,advect_padded", [(0, False), (3, False), (3, True)])
+def test_shift_mixture_scores_the_padded_frame_by_a_mixture_of_translated_gaussians(cond_channels, advect_padded):
   """With K = 2 and pad_context, frame 1's window is zero-padded: its log-prob is log sum_d pi_d N(z_1; S_d mu,
   S_d sigma) over the 9 translations, computed here in numpy from the prior's own (mu, log_sigma, logits); frames
-  2 and 3 keep their Gaussian. The sampler's state machine agrees."""
-  prior, z, h = _mixture_prior(cond_channels)
+  2 and 3 keep their Gaussian. The sampler's state machine agrees. mu is z_0 + dz, or with advect_padded the
+  advected window + dz (computed from the prior's own layers)."""
+  prior, z, h = _mixture_prior(cond_channels, advect_padded=advect_padded)
   h_at = lambda t: None if h is None else h[:, t]
   whole = prior.sequence_log_prob(z, h, 0).numpy()  # [2, 4]
   window = tf.stack([tf.zeros_like(z[:, 0]), z[:, 0]], 1)  # frame 1's window [2, K, 4, 4, 2]
   mu, log_sigma, logits = (x.numpy() for x in prior.conditional_mixture(window, h_at(1), tf.constant([True] * 2)))
+  features = prior._conv3d_features(window, None if h is None else prior.cond_projection(h[:, 1]))
+  delta = tf.split(prior.output_conv(features), 2, axis=-1)[0]
+  advected = advect(window, prior._advection_logits(features), 3, 2)
+  assert float(tf.reduce_max(tf.abs(advected - z[:, 0]))) > 0.05  # the two skips differ
+  np.testing.assert_allclose(mu, (advected if advect_padded else z[:, 0]) + delta, rtol=1e-5, atol=1e-5)
   log_pi = logits - np.log(np.sum(np.exp(logits), -1, keepdims=True))  # [2, 9]
   components = np.stack([_normal_log_prob(z[:, 1].numpy(), _translated(mu, dy, dx), _translated(log_sigma, dy, dx))
                          for dy, dx in OFFSETS], 1)  # [2, 9]
@@ -398,12 +404,14 @@ def test_shift_mixture_scores_the_padded_frame_by_a_mixture_of_translated_gaussi
   np.testing.assert_allclose(gaussian(mu, log_sigma).log_prob(z[:, 2]), whole[:, 2], rtol=1e-5)
 
 
-def test_shift_mixture_scores_padded_and_full_windows_apart_for_every_first_frame_and_length():
+@pytest.mark.parametrize("advect_padded", [False, True])
+def test_shift_mixture_scores_padded_and_full_windows_apart_for_every_first_frame_and_length(advect_padded):
   """K = 3: frames 1 and 2 have zero-padded windows (mixtures), frames 3 and 4 full ones (Gaussians). Scoring
   from any `first`, and clips no longer than K (only padded windows), gives each frame's density on its own
-  explicit window."""
+  explicit window. With advect_padded, the teacher-forced parts skip the windows' known zero latents (1 or 2 of
+  them, by the part's frames); the explicit windows here advect all K."""
   k = 3
-  prior, z, h = _k3_padded_prior(6, shift_mixture=True)
+  prior, z, h = _k3_padded_prior(6, shift_mixture=True, advect_padded=advect_padded)
   prior.shift_logits.bias.assign(np.linspace(-1.0, 1.5, 9).astype(np.float32))
   padded_z = tf.pad(z, [[0, 0], [k, 0], [0, 0], [0, 0], [0, 0]])  # frame t's window: padded_z[:, t:t+K]
   expected = [gaussian(*prior.unconditional_params(h[:, 0], 2)).log_prob(z[:, 0])]
@@ -498,15 +506,15 @@ def test_shift_mixture_learns_that_a_single_frame_moves_by_one_cell():
 
 def test_shift_mixture_hparams_and_arguments_fail_loudly():
   for bad in ("prior_shift_mixture=True", "prior_shift_mixture=True,latent_skip_kernel=3",
-              "prior_shift_mixture=True,latent_skip_kernel=3,pad_context=True",
-              "prior_shift_mixture=True,latent_skip_kernel=3,pad_context=True,num_context_latents=2,"
-              "latent_skip_kernel_padded=True"):
+              "prior_shift_mixture=True,latent_skip_kernel=3,pad_context=True"):
     with pytest.raises(HParamsError, match="prior_shift_mixture=True mixes translations"):
       override(videoflow_tiny(), bad)
   with pytest.raises(HParamsError, match="prior_mean_error_full_windows=True"):
     override(videoflow_tiny(), "prior_shift_mixture=True,latent_skip_kernel=3,pad_context=True,"
              "num_context_latents=2,num_train_frames=3,prior_mean_error_weight=1")
   override(videoflow_tiny(), "prior_shift_mixture=True,latent_skip_kernel=3,pad_context=True,num_context_latents=2")
+  override(videoflow_tiny(), "prior_shift_mixture=True,latent_skip_kernel=3,pad_context=True,num_context_latents=2,"
+           "latent_skip_kernel_padded=True")  # the mixture translates the advected mean
   with pytest.raises(HParamsError, match="num_cond_frames=2 leaves none"):  # its mixture would never train
     override(videoflow_tiny(), "prior_shift_mixture=True,latent_skip_kernel=3,pad_context=True,"
              "num_context_latents=2,num_train_frames=3,num_cond_frames=2")
@@ -641,11 +649,13 @@ def test_sampling_at_temperature_zero_gives_the_prior_means(prior):
 SHIFT_MIXTURE = {"latent_skip_kernel": 3, "num_context_latents": 2, "pad_context": True, "prior_shift_mixture": True}
 
 
-@pytest.mark.parametrize("num_levels", [1, 2])
-def test_shift_mixture_model_is_causal_seeded_and_rolls_out(num_levels):
-  """A VideoFlow with prior_shift_mixture: frame t's log-likelihood has no gradient from later frames (and frame
+@pytest.mark.parametrize("num_levels,advect_padded", [(1, False), (2, False), (1, True)])
+def test_shift_mixture_model_is_causal_seeded_and_rolls_out(num_levels, advect_padded):
+  """A VideoFlow with prior_shift_mixture (its padded windows' means from z_{t-1} or, with
+  latent_skip_kernel_padded, advected): frame t's log-likelihood has no gradient from later frames (and frame
   1's has one from frame 0), samples are seeded (T = 0 ignores the seed), and 100 frames roll out."""
-  model = _model(num_input=1, num_target=3, num_levels=num_levels, **SHIFT_MIXTURE)
+  model = _model(num_input=1, num_target=3, num_levels=num_levels, latent_skip_kernel_padded=advect_padded,
+                 **SHIFT_MIXTURE)
   _randomise(model)
   y = tf.Variable(tf.random.stateless_uniform([1, 4, 8, 8, 1], seed=[2, 1]) - 0.5)
   with tf.GradientTape(persistent=True) as tape:

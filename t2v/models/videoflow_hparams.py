@@ -48,7 +48,9 @@ class VideoFlowHParams(HParams):
   latent_skip_kernel: int = 0
   # With latent_skip_kernel: whether frames whose window is zero-padded in front (t < K, pad_context) advect too
   # (session 15's runs did). False: they use the paper's skip z_{t-1}, because from one real latent the direction
-  # of the next move is an open choice, whose conditional mean (a blend of shifted copies) loses the object.
+  # of the next move is an open choice, whose conditional mean (a blend of shifted copies) loses the object. With
+  # prior_shift_mixture the mixture makes that choice, and the advection can average the background instead
+  # (session 21, videoflow_cpu's first predicted frame: 0.77 -> 0.51 bpp).
   latent_skip_kernel_padded: bool = False
   # With latent_skip_kernel = k and pad_context: frames whose window is zero-padded in front (t < K, the move from
   # fewer real latents than a motion needs) get a mixture over the k x k whole-cell translations of their Gaussian
@@ -101,11 +103,11 @@ class VideoFlowHParams(HParams):
     if self.latent_skip_kernel_padded and not self.latent_skip_kernel:
       raise HParamsError("latent_skip_kernel_padded=True needs latent_skip_kernel > 0 (an odd kernel size)")
     if self.prior_shift_mixture and not (self.latent_skip_kernel and self.pad_context
-                                         and self.num_context_latents >= 2 and not self.latent_skip_kernel_padded):
+                                         and self.num_context_latents >= 2):
       raise HParamsError(
           f"prior_shift_mixture=True mixes translations on the zero-padded windows: it needs latent_skip_kernel > 0 "
-          f"(got {self.latent_skip_kernel}, the translations' kernel), pad_context=True (got {self.pad_context}), "
-          f"num_context_latents >= 2 (got {self.num_context_latents}) and latent_skip_kernel_padded=False")
+          f"(got {self.latent_skip_kernel}, the translations' kernel), pad_context=True (got {self.pad_context}) "
+          f"and num_context_latents >= 2 (got {self.num_context_latents})")
     if self.prior_shift_mixture and self.num_cond_frames >= self.num_context_latents:
       raise HParamsError(f"prior_shift_mixture=True trains on frames t < num_context_latents="
                          f"{self.num_context_latents}; num_cond_frames={self.num_cond_frames} leaves none of them "
@@ -175,21 +177,25 @@ def videoflow_cpu() -> VideoFlowHParams:
   continue one given frame.
 
   `python -m t2v.trainer --model=videoflow --problem_config=small_grid --train_steps=4000` (jittered starts,
-  diagonals on the pixel grid as the VideoFlow authors move them). Session 20, 2-core AMD EPYC, seeds 0-4 and one
-  more initialisation: 7.6-9.6 min, 0.53-0.62 held-out bpp; given 1 frame, 79-100 % of the whole continuations at
-  T = 0.5 keep shape, size and colour and move in one of the 8 directions (30-100 % at T = 0, 77-100 % at T = 1;
-  four of the six runs >= 99 % at T = 0.5), judged by benchmarks/shapes_quality.py (README, quick start). Adam 1e-3
+  diagonals on the pixel grid as the VideoFlow authors move them). Session 21, 2-core Intel Xeon, seeds 0-4:
+  8.2-9.5 min, 0.50-0.62 held-out bpp; given 1 frame, 90.5-100 % of the whole continuations at T = 0.5 keep shape,
+  size and colour and move in one of the 8 directions (90-100 % at T = 0, 87-100 % at T = 1), judged by
+  benchmarks/shapes_quality.py (README, quick start). Padded windows advect under the mixture
+  (latent_skip_kernel_padded): the first predicted frame 0.35-0.51 bpp instead of 0.76 (docs/videoflow_shapes_cpu.md,
+  session 21; session 20's runs without it, on an AMD EPYC: 0.53-0.62 bpp, 79-100 % at T = 0.5). Adam 1e-3
   decaying linearly to 0 over the last 2000 steps: at session 18's 5e-4 (constant or decayed) held-out bpp spread
   over 0.57-1.02 in seven runs (docs/videoflow_shapes_cpu.md). On the authors' centred clips (`small_centred_grid`,
   session 17, at 5e-4): 0.81 bpp, 95 % at T = 0.5. On `small`, whose diagonal moves are not whole-pixel shifts, it
   does not reach that (21 % at T = 0 after 2000 steps). Not the paper's model: one level of additive Glow, so that a
   2-px move is a one-cell shift of the prior's latent; K = 2 with the motion-compensated skip; the mixture of
-  translations makes the first move's direction a discrete choice; the mean-error term on full windows.
+  translations makes the first move's direction a discrete choice, and the advection averages its background; the
+  mean-error term on full windows.
   """
   return dataclasses.replace(
       videoflow_cpu_multiscale(), num_levels=1, coupling="additive", learning_rate=1e-3, decay_steps=2000,
       num_context_latents=2, pad_context=True, num_train_frames=3, prior_dilations=False, latent_skip_kernel=3,
-      prior_shift_mixture=True, prior_mean_error_weight=3.0, prior_mean_error_full_windows=True)
+      latent_skip_kernel_padded=True, prior_shift_mixture=True, prior_mean_error_weight=3.0,
+      prior_mean_error_full_windows=True)
 
 
 def videoflow_tiny() -> VideoFlowHParams:

@@ -44,6 +44,10 @@ translation is drawn per frame and level: the whole latent moves together. The l
 log-sum-exp over the k^2 components). Sampling draws d from pi at temperature T > 0 and takes the most probable d
 at T = 0 (the untranslated one on ties); the Gaussian's sigma is scaled by T as everywhere; the weights pi are not
 tempered. The level below sees the drawn latent through h_t, so its own pi can follow the choice made above.
+With `advect_padded` as well, the Gaussian that the mixture translates has the motion-compensated skip: the move
+is the mixture's choice, and the advection weights are free to average each cell over its neighbourhood, which on
+a still background cancels part of the dequantisation noise that a copy of z_{t-1} carries into the mean (later
+frames' windows do this over both past latents; docs/videoflow_shapes_cpu.md, session 21).
 
 Training the mean (`mean_gradient_beta`). The exact likelihood's gradient with respect to mu at a latent cell is
 (z - mu) / sigma^2. On video the cells a moving object covers get a sigma tens of times the background's, so
@@ -150,17 +154,19 @@ def translations(x: tf.Tensor, kernel: int) -> list[tf.Tensor]:
   return [take(row, dx, dx + width, axis=2) for row in rows for dx in range(kernel)]
 
 
-def advect(past: tf.Tensor, logits: tf.Tensor, kernel: int, num_context: int) -> tf.Tensor:
+def advect(past: tf.Tensor, logits: tf.Tensor, kernel: int, num_context: int, zero_front: int = 0) -> tf.Tensor:
   """sum_{j, d} softmax(logits)_{j, d} past[:, j][cell + d]: [N, h, w, c].
 
   past: [N, K, h, w, c] (K = num_context); logits: [N, h, w, K*kernel*kernel], ordered (j, dy, dx) with dy, dx in
-  -r .. r, r = kernel // 2. Cells beyond the border read the reflected frame (symmetric padding).
+  -r .. r, r = kernel // 2. Cells beyond the border read the reflected frame (symmetric padding). zero_front: the
+  number of leading latents known to be zeros in every window (zero-padded windows): their weights still count in
+  the softmax, but their terms, all zero, are not built.
   """
   patches = []
-  for j in range(num_context):
+  for j in range(zero_front, num_context):
     patches.extend(translations(past[:, j], kernel))  # kernel^2 x [N, h, w, c]
-  patches = tf.stack(patches, axis=3)  # [N, h, w, K*kernel^2, c]
-  weights = tf.nn.softmax(logits, axis=-1)  # [N, h, w, K*kernel^2]
+  patches = tf.stack(patches, axis=3)  # [N, h, w, (K - zero_front)*kernel^2, c]
+  weights = take(tf.nn.softmax(logits, axis=-1), zero_front * kernel * kernel, None, axis=-1)  # [.., len(patches)]
   # an element-wise product and sum, not einsum: einsum's batched [1, D] x [D, c] products per cell (and its
   # gradient) were ~7 % of videoflow_cpu's training-step op time on CPU, about twice this
   return tf.reduce_sum(weights[..., None] * patches, axis=3)
@@ -207,7 +213,7 @@ class LatentPrior(keras.layers.Layer):
     advect_padded: with skip_kernel, frames whose window is zero-padded (t < K) use the motion-compensated skip
       too; False (the default): they use the paper's skip z_{t-1}.
     shift_mixture: with skip_kernel and pad_context, zero-padded windows get the mixture of the k x k translations
-      of their Gaussian (see the module docstring).
+      of their Gaussian (see the module docstring), whose mean has the skip that advect_padded picks.
     mean_gradient_beta: b >= 0: the gradient reaching dz is scaled by stop_gradient(sigma^(2b)) (see the module
       docstring); 0 is the exact likelihood's gradient.
     conv_dtype: dtype of the hidden convolutions of conv3d_net and conv_net ("float32" or "bfloat16", see
@@ -232,10 +238,9 @@ class LatentPrior(keras.layers.Layer):
                        f"prior='conv3d_net' (got {kind!r}) with latent_skip=True (got {skip})")
     if advect_padded and not skip_kernel:
       raise ValueError("advect_padded=True needs the motion-compensated skip: set latent_skip_kernel to an odd k")
-    if shift_mixture and not (skip_kernel and pad_context and num_context >= 2 and not advect_padded):
+    if shift_mixture and not (skip_kernel and pad_context and num_context >= 2):
       raise ValueError(f"shift_mixture=True needs skip_kernel > 0 (got {skip_kernel}), pad_context=True (got "
-                       f"{pad_context}), num_context >= 2 (got {num_context}: the padded windows it mixes on) "
-                       f"and advect_padded=False (got {advect_padded})")
+                       f"{pad_context}) and num_context >= 2 (got {num_context}: the padded windows it mixes on)")
     # ---- config
     self.latent_shape = tuple(latent_shape)
     self.cond_channels = cond_channels
@@ -347,9 +352,11 @@ class LatentPrior(keras.layers.Layer):
     """
     return self.conditional_mixture(past, h, padded)[:2]
 
-  def conditional_mixture(self, past: tf.Tensor, h: tf.Tensor | None, padded: tf.Tensor | None = None):
+  def conditional_mixture(self, past: tf.Tensor, h: tf.Tensor | None, padded: tf.Tensor | None = None,
+                          zero_front: int = 0):
     """(mu, log_sigma, logits) of `conditional_params`, logits [N, k^2] being the translations' mixture logits
-    (used on padded windows only), or None without shift_mixture."""
+    (used on padded windows only), or None without shift_mixture. zero_front: with padded Python True, how many
+    leading latents of every window are known to be zero padding (`advect` then skips them)."""
     if self.is_recurrent:
       raise ValueError(f"conditional_params takes a window of K latents, but prior={self.kind!r} carries a "
                        "recurrent state: use params(state, h, t) or sequence_log_prob")
@@ -363,7 +370,8 @@ class LatentPrior(keras.layers.Layer):
           skip = _last_frame(past)
         else:
           logits = self._advection_logits(features)  # [N, h, w, K*k*k]
-          skip = advect(past, logits, self.skip_kernel, self.num_context)  # [N, h, w, c]
+          skip = advect(past, logits, self.skip_kernel, self.num_context,
+                        zero_front if padded is True else 0)  # [N, h, w, c]
           if padded is not None and not self.advect_padded:
             skip = tf.where(tf.reshape(padded, [-1, 1, 1, 1]), _last_frame(past), skip)
         logits = None
@@ -572,7 +580,9 @@ class LatentPrior(keras.layers.Layer):
     elif pad:  # frames start .. K-1 have zero-padded windows
       padded = tf.reshape(tf.tile(tf.constant([[t < k for t in range(start, end)]]), [tf.shape(z)[0], 1]),
                           [-1])  # [B*n]
-    mu, log_sigma, logits = self.conditional_mixture(_fold(past_windows), ht, padded)
+    # with every window padded, frame t's has K - t zeros in front: at least K - (end - 1)
+    mu, log_sigma, logits = self.conditional_mixture(_fold(past_windows), ht, padded,
+                                                     zero_front=k - (end - 1) if padded is True else 0)
     return take(z, start, end, axis=1), mu, log_sigma, (None if padded is None else logits), padded
 
   def _log_prob_frames(self, z: tf.Tensor, mu: tf.Tensor, log_sigma: tf.Tensor, logits: tf.Tensor | None = None,

@@ -50,7 +50,7 @@ class VideoFlowHParams(HParams):
   # (session 15's runs did). False: they use the paper's skip z_{t-1}, because from one real latent the direction
   # of the next move is an open choice, whose conditional mean (a blend of shifted copies) loses the object. With
   # prior_shift_mixture the mixture makes that choice, and the advection can average the background instead
-  # (session 21, videoflow_cpu's first predicted frame: 0.77 -> 0.51 bpp).
+  # (session 21, videoflow_cpu's first predicted frame: 0.76 -> 0.35-0.51 bpp over five seeds).
   latent_skip_kernel_padded: bool = False
   # With latent_skip_kernel = k and pad_context: frames whose window is zero-padded in front (t < K, the move from
   # fewer real latents than a motion needs) get a mixture over the k x k whole-cell translations of their Gaussian
